@@ -1,0 +1,44 @@
+# make test   unit tests + executed chapters (pytest --nbval), in .venv, created if missing
+# make demo   the demo of what gato_min does so far, written under runs/
+# make chapters   re-execute and clean every chapter, regenerate media/
+# make text-model retrain the shipped SentencePiece model from its committed corpus
+# make experts    train (or resume) the MuJoCo TD3 experts in the background-friendly CLI
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with chapters/sanitize.cfg --nbval-cell-timeout 600
+
+.PHONY: test unit nbval demo chapters text-model experts clean
+
+$(STAMP): environment.yml pyproject.toml tools/pins.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) tools/pins.py environment.yml > $(VENV)/requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r $(VENV)/requirements.txt
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests/ -q
+	$(PY) -m pytest $(NBVAL) chapters/ -q
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/ -q
+
+nbval: $(STAMP)
+	$(PY) -m pytest $(NBVAL) chapters/ -q
+
+demo: $(STAMP)
+	$(PY) -m gato_min tokenize --out runs/tokenize-demo
+
+chapters: $(STAMP)
+	$(PY) tools/build_chapters.py
+
+text-model: $(STAMP)
+	$(PY) -m gato_min train-text-model
+
+experts: $(STAMP)
+	for task in halfcheetah hopper walker2d; do $(PY) -m gato_min train-expert --task $$task; done
+
+clean:
+	rm -rf runs/ .pytest_cache .hypothesis

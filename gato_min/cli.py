@@ -1,0 +1,68 @@
+"""The `python -m gato_min` command line: one sub-command per job, each a thin wrapper."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _train_expert(args) -> int:
+    from gato_min.data.experts import train_expert
+
+    out = args.out or Path(args.cache).expanduser() / "experts" / args.task
+    train_expert(args.task, out, total_steps=args.steps, seed=args.seed, threads=args.threads,
+                 progress=not args.no_progress)
+    return 0
+
+
+def _tokenize(args) -> int:
+    from gato_min.config import GatoConfig
+    from gato_min.demo import tokenize_demo
+
+    report, figure = tokenize_demo(GatoConfig.from_preset(args.preset), args.out, seed=args.seed)
+    print(report)
+    print(f"\nfigure written to {figure}")
+    return 0
+
+
+def _train_text_model(args) -> int:
+    from gato_min.text_model import CORPUS_FILE, refresh_corpus, train_text_model
+
+    if args.refresh_corpus:
+        print(f"collected prose into {refresh_corpus(args.repo)}")
+    path = train_text_model(CORPUS_FILE, vocab_size=args.vocab_size)
+    print(f"trained {args.vocab_size}-piece SentencePiece model on {CORPUS_FILE} -> {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tokenize", help="show how one MuJoCo timestep and one Atari frame become tokens")
+    p.add_argument("--preset", default="cpu-small", help="config preset whose vocabulary to use")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/tokenize-demo", help="folder for the figure")
+    p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("train-text-model", help="retrain the shipped SentencePiece model from its committed corpus")
+    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--refresh-corpus", action="store_true", help="first re-collect the prose of the chapters and README")
+    p.add_argument("--repo", default=".", help="repository root to collect prose from (with --refresh-corpus)")
+    p.set_defaults(func=_train_text_model)
+
+    p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
+    p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")
+    p.add_argument("--steps", type=int, default=None, help="total environment steps (default: the stored or 1,000,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root (default ~/.cache/gato_min)")
+    p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
+    p.add_argument("--no-progress", action="store_true", help="print one JSON line per evaluation instead of a bar")
+    p.set_defaults(func=_train_expert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

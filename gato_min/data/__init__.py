@@ -1,0 +1,1 @@
+"""Behaviour data made here: the task registry, expert policies, datasets and their readers."""

@@ -1,0 +1,267 @@
+"""Expert behaviour policies for the MuJoCo tasks: trained with Stable-Baselines3, run with torch.
+
+Gato learns by imitating expert agents (Reed et al., 2022, Sec. 3.1). D4RL's data cannot be
+downloaded here, so gato_min trains its own experts with TD3 (Fujimoto et al., 2018) from
+Stable-Baselines3, an optional extra (`pip install -e .[experts]`). Only the actor is shipped:
+a small safetensors file that `load_policy` turns into a plain torch module, so collecting data
+needs torch alone.
+
+One training run gives both tiers of a task: every `eval_every` steps the current actor is
+evaluated and exported as a snapshot; the `medium` tier is the snapshot whose return is closest
+to a third of the D4RL expert reference, the `expert` tier the best one reached.
+
+A run checkpoints its full state (weights, optimizer, replay buffer, step count, learning
+curve) every `checkpoint_every` steps, atomically, and resumes from it when started again with
+the same output folder. Resuming restores the learning state but not the random streams, so a
+resumed run is equivalent to, not bit-identical with, an uninterrupted one.
+
+Hyper-parameters follow the RL Baselines3 Zoo's TD3 settings for these tasks, with the
+256x256 networks of the TD3 paper's later versions, which train about twice as fast on a CPU as
+400x300 ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gato_min.data.tasks import get_task, make_env
+
+
+@dataclass
+class TD3Settings:
+    total_steps: int = 1_000_000  # environment steps (one gradient step each after warm-up)
+    learning_starts: int = 10_000  # uniformly random actions before learning begins
+    learning_rate: float = 1e-3  # Adam step size for actor and critics
+    batch_size: int = 256  # transitions per gradient step
+    buffer_size: int = 1_000_000  # replay buffer capacity
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak factor of the target networks
+    action_noise: float = 0.1  # std of the Gaussian exploration noise (actions in [-1, 1])
+    hidden_sizes: tuple[int, ...] = (256, 256)  # actor and critic hidden layers
+    eval_every: int = 10_000  # steps between evaluations (each also exports a snapshot)
+    eval_episodes: int = 5  # episodes per evaluation
+    checkpoint_every: int = 25_000  # steps between full checkpoints
+
+
+class MLPPolicy(nn.Module):
+    """Deterministic actor: observation -> ReLU MLP -> tanh -> action in [low, high]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes, action_low, action_high):
+        super().__init__()
+        sizes = [obs_dim, *hidden_sizes, action_dim]
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fan_in, fan_out))
+            layers.append(nn.ReLU() if i < len(sizes) - 2 else nn.Tanh())
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32))
+        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        unit = self.net(obs)
+        return self.action_low + (unit + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch (or a single) observation given as a numpy array."""
+        return self(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+
+def _atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def export_policy(policy: MLPPolicy, path: str | Path, **metadata) -> Path:
+    """Write `policy` as safetensors; its shape and any `metadata` go in the file's header."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    linears = [m for m in policy.net if isinstance(m, nn.Linear)]
+    header = {
+        "obs_dim": str(linears[0].in_features),
+        "action_dim": str(linears[-1].out_features),
+        "hidden_sizes": json.dumps([m.out_features for m in linears[:-1]]),
+        **{k: str(v) for k, v in metadata.items()},
+    }
+    tensors = {k: v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
+    _atomic_save_safetensors(tensors, path, header)
+    return path
+
+
+def load_policy(path: str | Path) -> tuple[MLPPolicy, dict[str, str]]:
+    """Load an exported actor; returns the module (in eval mode) and the file's metadata."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"policy file {path} is not a readable safetensors file: {err}") from None
+    for key in ("obs_dim", "action_dim", "hidden_sizes"):
+        if key not in metadata:
+            raise ValueError(f"policy file {path} lacks the header key {key!r}")
+    state = load_file(str(path))
+    policy = MLPPolicy(int(metadata["obs_dim"]), int(metadata["action_dim"]),
+                       json.loads(metadata["hidden_sizes"]),
+                       state["action_low"], state["action_high"])
+    policy.load_state_dict(state)
+    return policy.eval(), metadata
+
+
+def _policy_from_sb3(model) -> MLPPolicy:
+    """Copy the actor of an SB3 TD3 model into a torch-only MLPPolicy."""
+    space = model.action_space
+    linears = [m for m in model.actor.mu if isinstance(m, nn.Linear)]
+    policy = MLPPolicy(linears[0].in_features, linears[-1].out_features,
+                       [m.out_features for m in linears[:-1]], space.low, space.high)
+    ours = [m for m in policy.net if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for dst, src in zip(ours, linears):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+    return policy.eval()
+
+
+def evaluate_policy(policy: MLPPolicy, task: str, episodes: int, seed: int) -> list[float]:
+    """Undiscounted returns of `policy` over `episodes` episodes, seeds seed, seed+1, ..."""
+    env = make_env(task)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def _read_curve(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = None,
+                 total_steps: int | None = None, seed: int = 0, threads: int = 1,
+                 progress: bool = True) -> Path:
+    """Train (or resume training) a TD3 expert for `task`; returns the output folder.
+
+    `settings` defaults to those stored in `out_dir` by an earlier run, else `TD3Settings()`;
+    `total_steps`, if given, replaces the settings' step budget (to extend a finished run).
+
+    The folder holds `checkpoint/` (full state), `curve.jsonl` (one line per evaluation),
+    `snapshots/step_XXXXXXX.safetensors` (the actor at each evaluation) and `settings.json`.
+    """
+    try:
+        from stable_baselines3 import TD3
+        from stable_baselines3.common.callbacks import BaseCallback
+        from stable_baselines3.common.noise import NormalActionNoise
+    except ImportError:
+        raise ImportError("training experts needs Stable-Baselines3: pip install -e .[experts]") from None
+    from tqdm.auto import tqdm
+
+    spec = get_task(task)
+    if spec.family != "mujoco":
+        raise ValueError(f"task {task!r} is an {spec.family} task; TD3 experts are trained for mujoco tasks only")
+    torch.set_num_threads(threads)
+    out = Path(out_dir).expanduser()
+    (out / "snapshots").mkdir(parents=True, exist_ok=True)
+    ckpt, ckpt_new, ckpt_old = out / "checkpoint", out / "checkpoint.new", out / "checkpoint.old"
+    if not ckpt.exists() and ckpt_old.exists():  # a crash between the two renames below
+        ckpt_old.rename(ckpt)
+    shutil.rmtree(ckpt_new, ignore_errors=True)
+
+    settings_path = out / "settings.json"
+    if settings_path.exists():
+        saved = json.loads(settings_path.read_text())
+        if saved.get("task") != task:
+            raise ValueError(f"{out} holds a run for task {saved.get('task')!r}, not {task!r}")
+        if settings is None:
+            saved_settings = saved["settings"]
+            saved_settings["hidden_sizes"] = tuple(saved_settings["hidden_sizes"])
+            settings = TD3Settings(**saved_settings)
+    settings = settings or TD3Settings()
+    if total_steps is not None:
+        settings = replace(settings, total_steps=total_steps)
+    settings_path.write_text(json.dumps({"task": task, "seed": seed, "settings": asdict(settings)}, indent=1))
+
+    env = make_env(task)
+    action_dim = env.action_space.shape[0]
+    if (ckpt / "model.zip").exists():
+        model = TD3.load(ckpt / "model.zip", env=env, device="cpu")
+        model.load_replay_buffer(ckpt / "replay.pkl")
+        print(f"resuming {task} from step {model.num_timesteps}", flush=True)
+    else:
+        model = TD3("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                    learning_rate=settings.learning_rate, buffer_size=settings.buffer_size,
+                    learning_starts=settings.learning_starts, batch_size=settings.batch_size,
+                    tau=settings.tau, gamma=settings.gamma,
+                    action_noise=NormalActionNoise(np.zeros(action_dim), settings.action_noise * np.ones(action_dim)),
+                    policy_kwargs=dict(net_arch=list(settings.hidden_sizes)))
+    curve_path = out / "curve.jsonl"
+    start_step = model.num_timesteps
+    # evaluations logged after the checkpoint we resumed from are replaced by the new run's
+    curve = [row for row in _read_curve(curve_path) if row["step"] <= start_step]
+    curve_path.write_text("".join(json.dumps(row) + "\n" for row in curve))
+
+    def save_checkpoint() -> None:
+        ckpt_new.mkdir()
+        model.save(ckpt_new / "model.zip")
+        model.save_replay_buffer(ckpt_new / "replay.pkl")
+        if ckpt.exists():
+            ckpt.rename(ckpt_old)
+        ckpt_new.rename(ckpt)
+        shutil.rmtree(ckpt_old, ignore_errors=True)
+
+    class Monitor(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=settings.total_steps, initial=start_step, desc=f"TD3 {task}",
+                            unit="step", disable=not progress, mininterval=5.0)
+            self.t0, self.steps0 = time.time(), self.num_timesteps
+
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            self.bar.update(1)
+            if step % settings.eval_every == 0:
+                policy = _policy_from_sb3(self.model)
+                returns = evaluate_policy(policy, task, settings.eval_episodes, seed=10_000 + seed)
+                snapshot = out / "snapshots" / f"step_{step:07d}.safetensors"
+                export_policy(policy, snapshot, task=task, step=step, mean_return=float(np.mean(returns)))
+                row = {"step": step, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                       "wall_s": round(time.time() - self.t0, 1),
+                       "steps_per_s": round((step - self.steps0) / max(time.time() - self.t0, 1e-9), 1)}
+                with curve_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                self.bar.set_postfix(ret=f"{row['mean_return']:.0f}")
+                if not progress:
+                    print(json.dumps(row), flush=True)
+            if step % settings.checkpoint_every == 0:
+                save_checkpoint()
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    remaining = settings.total_steps - start_step
+    if remaining > 0:
+        model.learn(remaining, callback=Monitor(), reset_num_timesteps=False)
+        save_checkpoint()
+    env.close()
+    return out

@@ -1,0 +1,64 @@
+"""One figure style for every chapter, README figure and report: same size, font and palette.
+
+The palette is Okabe and Ito's colour-blind-safe set. `save_figure` writes PNGs at a fixed dpi
+with no software or time metadata, so regenerating an unchanged figure gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+# Okabe-Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple
+PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+
+# one colour per token kind, used by every token-strip figure
+TOKEN_COLORS = {
+    "text": "#0072B2",
+    "image": "#999999",
+    "discrete": "#009E73",
+    "continuous": "#56B4E9",
+    "separator": "#000000",
+    "action": "#D55E00",
+    "padding": "#FFFFFF",
+}
+
+FIGURE_DPI = 110
+
+
+def use_style() -> None:
+    """Set the project's matplotlib defaults (call once at the top of a chapter or script)."""
+    matplotlib.rcParams.update({
+        "figure.figsize": (7.0, 3.2),
+        "figure.dpi": FIGURE_DPI,
+        "savefig.dpi": FIGURE_DPI,
+        "font.size": 10,
+        "axes.titlesize": 10,
+        "axes.labelsize": 10,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE[1:] + PALETTE[:1]),
+        "legend.frameon": False,
+        "image.cmap": "viridis",
+        "svg.hashsalt": "gato_min",
+    })
+
+
+def media_dir() -> Path:
+    """The repository's media/ folder when running from a checkout, else ./media."""
+    repo_media = Path(__file__).resolve().parents[1] / "media"
+    return repo_media if repo_media.is_dir() else Path("media")
+
+
+def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
+    """Save `fig` as `<directory>/<name>.png` (default: `media_dir()`), atomically."""
+    import os
+
+    directory = Path(directory) if directory is not None else media_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,30 @@
+"""The command line: `python -m gato_min ...`."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gato_min.cli import main
+
+
+def test_tokenize_demo_prints_and_saves_its_figure(tmp_path, capsys):
+    assert main(["tokenize", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "continuous [1024, 2048), separator 2048" in out
+    assert "17 joint readings + '|' + 6 torques = 24 tokens" in out
+    assert "14x10 = 140 patches of shape (3, 16, 16)" in out
+    png = tmp_path / "tokenize_demo.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_preset_is_a_clear_error(tmp_path):
+    with pytest.raises(KeyError, match="unknown preset 'huge'"):
+        main(["tokenize", "--preset", "huge", "--out", str(tmp_path)])
+
+
+def test_module_entry_point_lists_the_commands():
+    result = subprocess.run([sys.executable, "-m", "gato_min", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("tokenize", "train-text-model", "train-expert"):
+        assert command in result.stdout

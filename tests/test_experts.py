@@ -1,0 +1,74 @@
+"""The task registry and the expert policies (gato_min.data.tasks, gato_min.data.experts)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gato_min.data.experts import MLPPolicy, TD3Settings, export_policy, load_policy, train_expert
+from gato_min.data.tasks import TASKS, get_task, make_env
+
+
+def test_registry_knows_the_five_tasks_and_refuses_others():
+    assert sorted(TASKS) == ["breakout", "halfcheetah", "hopper", "pong", "walker2d"]
+    with pytest.raises(KeyError, match="unknown task 'cheetah'; known tasks: breakout, halfcheetah"):
+        get_task("cheetah")
+
+
+def test_atari_tasks_have_sticky_actions_off():
+    env = make_env("pong")
+    assert env.spec.kwargs["repeat_action_probability"] == 0.0
+    env.close()
+
+
+def test_exported_policy_round_trips(tmp_path):
+    torch.manual_seed(0)
+    policy = MLPPolicy(5, 2, [8, 8], action_low=[-1, -2], action_high=[1, 2]).eval()
+    path = export_policy(policy, tmp_path / "p.safetensors", task="hopper", step=123)
+    loaded, metadata = load_policy(path)
+    obs = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.act(obs), policy.act(obs))
+    assert metadata["task"] == "hopper" and metadata["step"] == "123"
+    actions = loaded.act(obs * 100)
+    assert np.all(np.abs(actions) <= np.array([1, 2]) + 1e-6)  # tanh scaled into [low, high]
+
+
+def test_bad_policy_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.safetensors does not exist"):
+        load_policy(tmp_path / "nothere.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="garbage.safetensors is not a readable safetensors file"):
+        load_policy(garbage)
+    from safetensors.torch import save_file
+
+    headless = tmp_path / "headless.safetensors"
+    save_file({"x": torch.zeros(1)}, str(headless))
+    with pytest.raises(ValueError, match="lacks the header key 'obs_dim'"):
+        load_policy(headless)
+
+
+def test_td3_training_checkpoints_and_resumes(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    settings = TD3Settings(total_steps=400, learning_starts=100, eval_every=200, checkpoint_every=200,
+                           eval_episodes=1, batch_size=32, buffer_size=2000, hidden_sizes=(16, 16))
+    out = train_expert("hopper", tmp_path / "run", settings, progress=False)
+    assert [row["step"] for row in map(json.loads, (out / "curve.jsonl").read_text().splitlines())] == [200, 400]
+    assert (out / "checkpoint" / "model.zip").exists() and (out / "checkpoint" / "replay.pkl").exists()
+    train_expert("hopper", out, total_steps=600, progress=False)  # stored settings, longer budget
+    assert "resuming hopper from step 400" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [200, 400, 600]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [
+        "step_0000200.safetensors", "step_0000400.safetensors", "step_0000600.safetensors"]
+    policy, metadata = load_policy(out / "snapshots" / "step_0000600.safetensors")
+    assert metadata["task"] == "hopper" and float(metadata["mean_return"]) == pytest.approx(rows[-1]["mean_return"])
+    with pytest.raises(ValueError, match="holds a run for task 'hopper', not 'walker2d'"):
+        train_expert("walker2d", out)
+
+
+def test_td3_experts_are_for_mujoco_tasks_only(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    with pytest.raises(ValueError, match="'pong' is an atari task"):
+        train_expert("pong", tmp_path / "x")

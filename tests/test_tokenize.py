@@ -1,0 +1,236 @@
+"""Tokenization (gato_min.tokenize) against the paper's rules, Reed et al. (2022), Sec. 2.1 and App. B."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from gato_min.config import GatoConfig
+from gato_min.demo import Timestep, timestep_tokens
+from gato_min.tokenize import (Tokenizer, VocabLayout, bin_centers, detokenize_continuous, discretize, flatten_nested,
+                               image_to_patches, mu_law_decode, mu_law_encode, patch_grid, patches_to_image,
+                               tokenize_continuous, tokenize_discrete)
+
+PAPER = GatoConfig.from_preset("gato-1.18b")
+SMALL = GatoConfig.from_preset("cpu-small")
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+
+
+# ---------------------------------------------------------------- paper facts
+
+
+def test_sec_2_1_vocabulary_layout_of_the_paper():
+    """Sec. 2.1: text [0, 32000), discrete [0, 1024), continuous shifted to [32000, 33024)."""
+    v = PAPER.vocab
+    assert v.text_size == 32000
+    assert v.num_bins == 1024
+    assert (v.continuous_offset, v.continuous_offset + v.num_bins) == (32000, 33024)
+    assert v.separator_id == 33024 and v.pad_id == 33025 and v.size == 33026
+
+
+def test_sec_2_1_layout_is_derived_from_the_config():
+    v = GatoConfig.from_preset("cpu-small", text_vocab_size=5000).vocab
+    assert (v.continuous_offset, v.separator_id, v.pad_id, v.size) == (5000, 6024, 6025, 6026)
+
+
+def test_sec_2_1_discrete_values_are_not_shifted():
+    """Sec. 2.1: discrete values are integers in [0, 1024), shared with text ids."""
+    values = np.array([[0, 7], [1023, 512]])
+    assert tokenize_discrete(values, PAPER.vocab).tolist() == [0, 7, 1023, 512]  # row-major
+
+
+def test_sec_2_1_continuous_values_are_flattened_row_major():
+    values = np.array([[0.0, 1.0], [-1.0, 0.5]])
+    ids = tokenize_continuous(values, PAPER.vocab)
+    expected = [tokenize_continuous([v], PAPER.vocab)[0] for v in values.reshape(-1)]
+    assert ids.tolist() == expected
+
+
+def test_app_b_mu_law_parameters_and_formula():
+    """App. B (as quoted by reimplementations): F(x) = sgn(x) log(|x| mu + 1) / log(M mu + 1), mu=100, M=256."""
+    assert (PAPER.mu, PAPER.mu_law_m) == (100.0, 256.0)
+    x = np.array([-300.0, -256.0, -1.0, -0.01, 0.0, 0.01, 1.0, 256.0])
+    by_hand = np.sign(x) * np.log(np.abs(x) * 100 + 1) / np.log(256 * 100 + 1)
+    np.testing.assert_allclose(mu_law_encode(x), by_hand, rtol=1e-12, atol=1e-15)
+    assert mu_law_encode(256.0) == pytest.approx(1.0)
+    np.testing.assert_allclose(mu_law_decode(mu_law_encode(x)), x, rtol=1e-9, atol=1e-12)
+
+
+def test_sec_2_1_continuous_values_use_1024_uniform_bins_on_minus_one_one():
+    edges = np.linspace(-1, 1, 1025)
+    # a value just inside each bin lands in that bin; the bins are uniform
+    assert discretize(edges[:-1] + 1e-9).tolist() == list(range(1024))
+    np.testing.assert_allclose(np.diff(bin_centers()), 2 / 1024)
+    assert discretize([1.0, 5.0, -1.0, -5.0]).tolist() == [1023, 1023, 0, 0]  # clipped
+
+
+def test_app_b_actions_are_not_companded():
+    """Actions already lie in [-1, 1]: binned directly, no mu-law."""
+    tokenizer = Tokenizer(PAPER)
+    actions = np.array([-1.0, -0.25, 0.0, 0.7, 1.0])
+    ids = tokenizer.encode_actions(actions)
+    assert ids.tolist() == (discretize(actions) + 32000).tolist()
+    assert np.abs(tokenizer.decode_actions(ids) - actions).max() <= 1 / 1024
+    # an observation with the same values is companded and lands elsewhere
+    assert tokenizer.encode_continuous([0.7])[0] != ids[3]
+
+
+def test_sec_2_1_image_patches_raster_order_and_scaling():
+    """Sec. 2.1: 16x16 non-overlapping patches in raster order; pixels to [-1, 1], then / sqrt(16)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    patches = image_to_patches(image)
+    assert patches.shape == (3 * 4, 3, 16, 16)
+    for k in range(12):
+        r, c = divmod(k, 4)  # raster order: row by row, left to right
+        block = image[16 * r:16 * (r + 1), 16 * c:16 * (c + 1)].astype(np.float64)
+        np.testing.assert_allclose(patches[k], ((block / 255 * 2 - 1) / 4).transpose(2, 0, 1), atol=1e-6)
+    assert image_to_patches(np.full((16, 16, 3), 255, np.uint8)).max() == pytest.approx(0.25)
+    assert image_to_patches(np.zeros((16, 16, 3), np.uint8)).min() == pytest.approx(-0.25)
+
+
+def test_images_with_sides_not_multiple_of_16_are_padded_black_bottom_right():
+    image = np.full((210, 160, 3), 200, np.uint8)
+    assert patch_grid(210, 160) == (14, 10)
+    patches = image_to_patches(image)
+    assert patches.shape == (140, 3, 16, 16)
+    restored = patches_to_image(patches, 14, 10)
+    assert np.array_equal(restored[:210], image)
+    assert np.all(restored[210:] == 0)
+
+
+def test_sec_2_1_text_ids_below_text_vocab_size():
+    tokenizer = Tokenizer(SMALL)
+    ids = tokenizer.encode_text("Gato plays Atari, controls bodies and chats: ünïcode 漢字 too.")
+    assert ids.min() >= 0 and ids.max() < SMALL.text_vocab_size
+    assert tokenizer.decode_text(ids) == "Gato plays Atari, controls bodies and chats: ünïcode 漢字 too."
+
+
+def test_sec_2_1_timestep_is_observation_separator_action():
+    tokenizer = Tokenizer(SMALL)
+    step = Timestep("halfcheetah", np.array([0.1, -2.0, 30.0]), np.array([0.5, -0.5]))
+    ids, kinds = timestep_tokens(step, tokenizer)
+    assert ids.tolist() == [*tokenizer.encode_continuous(step.observation), SMALL.vocab.separator_id,
+                            *tokenizer.encode_actions(step.action)]
+    assert kinds == ["continuous"] * 3 + ["separator"] + ["continuous action"] * 2
+
+
+def test_sec_2_1_nested_structures_in_lexicographic_key_order():
+    obs = {"velocity": np.ones(2), "camera": {"right": 1, "left": 2}, "angle": np.zeros(3)}
+    assert [key for key, _ in flatten_nested(obs)] == [
+        "observation/angle", "observation/camera/left", "observation/camera/right", "observation/velocity"]
+    with pytest.raises(TypeError, match="keys must be strings"):
+        flatten_nested({1: np.zeros(1)})
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=500, deadline=None)
+@given(finite_floats)
+def test_any_finite_float_gets_a_continuous_id(x):
+    for compand in (True, False):
+        token = tokenize_continuous([x], PAPER.vocab, compand=compand)[0]
+        assert 32000 <= token < 33024
+
+
+@settings(max_examples=500, deadline=None)
+@given(finite_floats)
+def test_round_trip_within_half_a_bin_in_companded_space(x):
+    token = tokenize_continuous([x], PAPER.vocab)
+    decoded = detokenize_continuous(token, PAPER.vocab)[0]
+    companded = np.clip(mu_law_encode(x), -1, 1)
+    assert abs(companded - mu_law_encode(decoded)) <= 1 / 1024 + 1e-12
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays(np.float32, st.integers(1, 40), elements=st.floats(-1, 1, width=32)))
+def test_actions_round_trip_within_half_a_bin(actions):
+    tokenizer = Tokenizer(PAPER)
+    decoded = tokenizer.decode_actions(tokenizer.encode_actions(actions))
+    assert np.abs(decoded - actions.astype(np.float64)).max() <= 1 / 1024 + 1e-7
+
+
+@pytest.mark.parametrize("value, expected_bin", [(1.0, 1023), (-1.0, 0), (1e300, 1023), (-1e300, 0),
+                                                 (np.finfo(np.float64).max, 1023), (-np.finfo(np.float64).max, 0)])
+def test_ends_and_huge_values_land_in_end_bins_never_on_the_separator(value, expected_bin):
+    tokenizer = Tokenizer(PAPER)
+    action_id = tokenizer.encode_actions([value])[0]
+    assert action_id == 32000 + expected_bin != PAPER.vocab.separator_id
+    if abs(value) > 1:  # observations: mu-law first, huge values still clip to the end bins
+        assert tokenizer.encode_continuous([value])[0] == 32000 + expected_bin
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("values, error, match", [
+    ([0.0, np.nan], ValueError, "finite"),
+    ([np.inf], ValueError, "finite"),
+    (np.array(["1.0"]), TypeError, "real numbers"),
+    (np.array([1 + 2j]), TypeError, "real numbers"),
+    (np.array([object()]), TypeError, "real numbers"),
+])
+def test_bad_continuous_values_name_the_argument(values, error, match):
+    with pytest.raises(error, match=f"values must.*{match}|values must hold {match}"):
+        tokenize_continuous(values, PAPER.vocab)
+
+
+@pytest.mark.parametrize("values, error", [([0, 1024], ValueError), ([-1], ValueError),
+                                           (np.array([0.5]), TypeError), (np.array([1.0]), TypeError)])
+def test_bad_discrete_values(values, error):
+    with pytest.raises(error, match="values must"):
+        tokenize_discrete(values, PAPER.vocab)
+
+
+@pytest.mark.parametrize("image, error, match", [
+    (np.zeros((16, 16, 3), np.float32), TypeError, "uint8"),
+    (np.zeros((16, 16, 4), np.uint8), ValueError, "1 or 3 channels"),
+    (np.zeros((16, 16, 2), np.uint8), ValueError, "1 or 3 channels"),
+    (np.zeros((16,), np.uint8), ValueError, "shape"),
+    (np.zeros((0, 16, 3), np.uint8), ValueError, "non-empty"),
+])
+def test_bad_images(image, error, match):
+    with pytest.raises(error, match=match):
+        image_to_patches(image)
+
+
+def test_batched_and_greyscale_images():
+    frames = np.zeros((2, 5, 32, 48, 1), np.uint8)  # (batch, time, H, W, C) greyscale
+    assert image_to_patches(frames).shape == (2, 5, 6, 1, 16, 16)
+    assert image_to_patches(frames[0, 0, :, :, 0]).shape == (6, 1, 16, 16)  # a single (H, W) image
+    with pytest.raises(ValueError, match="1 or 3 channels"):  # batched greyscale needs its channel axis
+        image_to_patches(frames[..., 0])
+
+
+def test_ids_outside_the_continuous_range_are_refused():
+    with pytest.raises(ValueError, match=r"ids must lie in the continuous range \[32000, 33024\)"):
+        detokenize_continuous([33024], PAPER.vocab)  # the separator is not a bin
+    with pytest.raises(TypeError, match="ids must be an integer array"):
+        detokenize_continuous([32000.5], PAPER.vocab)
+
+
+def test_text_ids_out_of_range_and_non_strings_are_refused():
+    tokenizer = Tokenizer(SMALL)
+    with pytest.raises(ValueError, match=r"text ids in \[0, 1024\)"):
+        tokenizer.decode_text([1024])
+    with pytest.raises(TypeError, match="text must be a str"):
+        tokenizer.encode_text(b"bytes")
+
+
+def test_missing_text_model_for_the_paper_vocabulary_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="text_vocab_size=32000"):
+        Tokenizer(PAPER).encode_text("hello")
+
+
+def test_text_model_with_wrong_piece_count_is_refused(tmp_path):
+    from gato_min.tokenize import shipped_text_model
+
+    config = GatoConfig.from_preset("cpu-small", text_vocab_size=2048, text_model=str(shipped_text_model(1024)))
+    with pytest.raises(ValueError, match="has 1024 pieces but config.text_vocab_size is 2048"):
+        Tokenizer(config).encode_text("hello")
+
+
+def test_vocab_layout_is_a_value():
+    assert VocabLayout(1024) == SMALL.vocab
