@@ -65,7 +65,9 @@ def train_text_model(corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 10
     out_file = Path(out_file) if out_file is not None else model_file(vocab_size)
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        input=str(corpus_file), model_writer=buffer, vocab_size=vocab_size, model_type="bpe",
+        # sentences from an iterator, not a path: the model file records its input path otherwise,
+        # and the same corpus in another checkout would give other bytes
+        sentence_iterator=iter(corpus_file.read_text(encoding="utf-8").splitlines()), model_writer=buffer, vocab_size=vocab_size, model_type="bpe",
         byte_fallback=True, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
         split_digits=True, max_sentence_length=1 << 16, minloglevel=2,
         pad_id=-1, unk_id=0, bos_id=1, eos_id=2)
