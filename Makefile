@@ -2,7 +2,7 @@
 # make demo   the demo of what gato_min does so far, written under runs/
 # make chapters   re-execute and clean every chapter, regenerate media/
 # make text-model retrain the shipped SentencePiece model from its committed corpus
-# make experts    train (or resume) the MuJoCo TD3 experts in the background-friendly CLI
+# make experts    train (or resume, from the cache or experts/<task>) the MuJoCo TD3 experts
 
 PYTHON ?= python3
 VENV := .venv
@@ -38,7 +38,9 @@ text-model: $(STAMP)
 	$(PY) -m gato_min train-text-model
 
 experts: $(STAMP)
-	for task in halfcheetah hopper walker2d; do $(PY) -m gato_min train-expert --task $$task; done
+	for task in halfcheetah hopper walker2d; do \
+	  $(PY) -m gato_min train-expert --task $$task --resume-from experts/$$task && \
+	  $(PY) -m gato_min save-expert-state --task $$task; done
 
 clean:
 	rm -rf runs/ .pytest_cache .hypothesis

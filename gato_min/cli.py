@@ -11,7 +11,7 @@ def _train_expert(args) -> int:
 
     out = args.out or Path(args.cache).expanduser() / "experts" / args.task
     train_expert(args.task, out, total_steps=args.steps, seed=args.seed, threads=args.threads,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, resume_from=args.resume_from)
     return 0
 
 
@@ -32,6 +32,15 @@ def _train_text_model(args) -> int:
         print(f"collected prose into {refresh_corpus(args.repo)}")
     path = train_text_model(CORPUS_FILE, vocab_size=args.vocab_size)
     print(f"trained {args.vocab_size}-piece SentencePiece model on {CORPUS_FILE} -> {path}")
+    return 0
+
+
+def _save_expert_state(args) -> int:
+    from gato_min.data.experts import save_portable_state
+
+    run = args.out or Path(args.cache).expanduser() / "experts" / args.task
+    dest = save_portable_state(run, args.to or Path("experts") / args.task)
+    print(f"saved the portable training state of {run} to {dest}")
     return 0
 
 
@@ -59,7 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="~/.cache/gato_min", help="cache root (default ~/.cache/gato_min)")
     p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
     p.add_argument("--no-progress", action="store_true", help="print one JSON line per evaluation instead of a bar")
+    p.add_argument("--resume-from", default=None,
+                   help="portable state (model.zip, curve.jsonl, settings.json) to start from if the run folder has no checkpoint")
     p.set_defaults(func=_train_expert)
+
+    p = sub.add_parser("save-expert-state", help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")
+    p.add_argument("--task", required=True)
+    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root (default ~/.cache/gato_min)")
+    p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
+    p.add_argument("--to", default=None, help="destination (default experts/<task>)")
+    p.set_defaults(func=_save_expert_state)
     return parser
 
 

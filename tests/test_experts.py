@@ -72,3 +72,21 @@ def test_td3_experts_are_for_mujoco_tasks_only(tmp_path):
     pytest.importorskip("stable_baselines3")
     with pytest.raises(ValueError, match="'pong' is an atari task"):
         train_expert("pong", tmp_path / "x")
+
+
+def test_portable_state_resumes_without_the_replay_buffer(tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    from gato_min.data.experts import save_portable_state
+
+    settings = TD3Settings(total_steps=300, learning_starts=100, eval_every=150, checkpoint_every=150,
+                           eval_episodes=1, batch_size=32, buffer_size=2000, hidden_sizes=(16, 16))
+    first = train_expert("hopper", tmp_path / "first", settings, progress=False)
+    state = save_portable_state(first, tmp_path / "state")
+    assert sorted(p.name for p in state.iterdir()) == ["curve.jsonl", "model.zip", "settings.json"]
+    second = train_expert("hopper", tmp_path / "second", total_steps=450, progress=False, resume_from=state)
+    out = capsys.readouterr().out
+    assert "starting hopper from the portable state" in out and "resuming hopper from step 300" in out
+    steps = [json.loads(line)["step"] for line in (second / "curve.jsonl").read_text().splitlines()]
+    assert steps == [150, 300, 450]
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint/model.zip"):
+        save_portable_state(tmp_path / "nothing", tmp_path / "x")

@@ -152,6 +152,36 @@ def evaluate_policy(policy: MLPPolicy, task: str, episodes: int, seed: int) -> l
     return returns
 
 
+def _refill_replay_buffer(model, env, steps: int, noise: float, seed: int) -> None:
+    """Fill an empty replay buffer with `steps` transitions of the model's actor plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        action, _ = model.predict(obs, deterministic=True)
+        scaled = np.clip(model.policy.scale_action(action) + noise * rng.standard_normal(action.shape), -1, 1)
+        next_obs, reward, terminated, truncated, _ = env.step(model.policy.unscale_action(scaled))
+        model.replay_buffer.add(obs[None], next_obs[None], scaled[None], np.array([reward]),
+                                np.array([terminated or truncated]), [{"TimeLimit.truncated": truncated and not terminated}])
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+
+
+def save_portable_state(run_dir: str | Path, dest: str | Path) -> Path:
+    """Copy a run's weights, optimizer, settings and curve (not its replay buffer) to `dest`.
+
+    A few MB instead of hundreds: small enough to keep in version control between sessions.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    if not (run_dir / "checkpoint" / "model.zip").exists():
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint/model.zip to save")
+    dest.mkdir(parents=True, exist_ok=True)
+    for source, name in [(run_dir / "checkpoint" / "model.zip", "model.zip"),
+                         (run_dir / "curve.jsonl", "curve.jsonl"), (run_dir / "settings.json", "settings.json")]:
+        tmp = dest / (name + ".tmp")
+        shutil.copy2(source, tmp)
+        os.replace(tmp, dest / name)
+    return dest
+
+
 def _read_curve(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -160,11 +190,14 @@ def _read_curve(path: Path) -> list[dict]:
 
 def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = None,
                  total_steps: int | None = None, seed: int = 0, threads: int = 1,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, resume_from: str | Path | None = None) -> Path:
     """Train (or resume training) a TD3 expert for `task`; returns the output folder.
 
     `settings` defaults to those stored in `out_dir` by an earlier run, else `TD3Settings()`;
     `total_steps`, if given, replaces the settings' step budget (to extend a finished run).
+    `resume_from` names a portable state (see `save_portable_state`) to start from when `out_dir`
+    holds no checkpoint; its replay buffer is refilled with `learning_starts` steps of the
+    loaded actor plus exploration noise before learning goes on.
 
     The folder holds `checkpoint/` (full state), `curve.jsonl` (one line per evaluation),
     `snapshots/step_XXXXXXX.safetensors` (the actor at each evaluation) and `settings.json`.
@@ -188,6 +221,14 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
         ckpt_old.rename(ckpt)
     shutil.rmtree(ckpt_new, ignore_errors=True)
 
+    if not (ckpt / "model.zip").exists() and resume_from is not None and (Path(resume_from) / "model.zip").exists():
+        ckpt.mkdir()
+        shutil.copy2(Path(resume_from) / "model.zip", ckpt / "model.zip")
+        for name in ("curve.jsonl", "settings.json"):
+            if (Path(resume_from) / name).exists():
+                shutil.copy2(Path(resume_from) / name, out / name)
+        print(f"starting {task} from the portable state in {resume_from}", flush=True)
+
     settings_path = out / "settings.json"
     if settings_path.exists():
         saved = json.loads(settings_path.read_text())
@@ -206,7 +247,10 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     action_dim = env.action_space.shape[0]
     if (ckpt / "model.zip").exists():
         model = TD3.load(ckpt / "model.zip", env=env, device="cpu")
-        model.load_replay_buffer(ckpt / "replay.pkl")
+        if (ckpt / "replay.pkl").exists():
+            model.load_replay_buffer(ckpt / "replay.pkl")
+        else:  # a portable state: weights and optimizer only
+            _refill_replay_buffer(model, env, settings.learning_starts, settings.action_noise, seed)
         print(f"resuming {task} from step {model.num_timesteps}", flush=True)
     else:
         model = TD3("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
