@@ -44,6 +44,40 @@ def _save_expert_state(args) -> int:
     return 0
 
 
+def _collect(args) -> int:
+    from gato_min.data.collect import collect_to_file
+    from gato_min.data.formats import read_d4rl
+
+    path = collect_to_file(args.task, args.tier, args.episodes, args.seed, args.num_envs, out=args.out,
+                           cache=args.cache, progress=not args.no_progress)
+    data = read_d4rl(path)
+    returns = data.returns
+    print(f"{path}: {len(data)} episodes, {data.num_steps} steps, return {returns.mean():.1f} ± {returns.std():.1f}")
+    return 0
+
+
+def _reference_returns(args) -> int:
+    from gato_min.data.reference import markdown_table, measure, update_reference_file
+
+    table = measure(args.tasks, args.episodes, args.num_envs, progress=not args.no_progress)
+    print(markdown_table(table))
+    if not args.dry_run:
+        print(f"\nstored in {update_reference_file(table)}")
+    return 0
+
+
+def _bench_collect(args) -> int:
+    from gato_min.data.collect import collect
+
+    print(f"collection speed, {args.task}/{args.tier}, {args.episodes} episodes per run")
+    print(f"{'envs':>5s} {'steps':>8s} {'seconds':>8s} {'steps/s':>8s}")
+    for num_envs in args.num_envs:
+        data = collect(args.task, args.tier, args.episodes, seed=0, num_envs=num_envs, progress=False)
+        steps, seconds = data.attrs["steps"], data.attrs["seconds"]
+        print(f"{num_envs:5d} {steps:8d} {seconds:8.2f} {steps / seconds:8.0f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-corpus", action="store_true", help="first re-collect the prose of the chapters and README")
     p.add_argument("--repo", default=".", help="repository root to collect prose from (with --refresh-corpus)")
     p.set_defaults(func=_train_text_model)
+
+    from gato_min.data.tasks import TASKS
+
+    p = sub.add_parser("collect", help="collect episodes from a shipped policy into a D4RL-format HDF5 file")
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--tier", required=True, help="a tier of the task (see the task registry) or 'random'")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=seed+i)")
+    p.add_argument("--num-envs", type=int, default=4, help="environments played at once")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
+    p.add_argument("--out", default=None, help="output file (default <cache>/datasets/<task>-<tier>-<N>ep-seed<S>.hdf5)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("reference-returns", help="measure random and shipped-policy returns; store and print them")
+    p.add_argument("--tasks", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--num-envs", type=int, default=4)
+    p.add_argument("--dry-run", action="store_true", help="print the table without storing it")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_reference_returns)
+
+    p = sub.add_parser("bench-collect", help="measure collection speed (steps/s) for several numbers of envs")
+    p.add_argument("--task", default="hopper", choices=sorted(TASKS))
+    p.add_argument("--tier", default="expert")
+    p.add_argument("--episodes", type=int, default=16)
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 8])
+    p.set_defaults(func=_bench_collect)
 
     p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
     p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")

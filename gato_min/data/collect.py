@@ -1,0 +1,202 @@
+"""Collecting behaviour data from the shipped policies, reproducibly, several environments at once.
+
+    python -m gato_min collect --task hopper --tier expert --episodes 100 --seed 0
+
+Episode i is always played from `env.reset(seed=seed + i)` by a policy whose own randomness
+(epsilon-random buttons, uniform random actions) is seeded with `seed + i` as well, so the data
+does not depend on which of the parallel environments played it: the same seed gives the same
+arrays, byte for byte. The MuJoCo actor always sees a batch of `num_envs` rows (idle rows are
+zeros) so its floating-point results do not depend on how many environments are still running.
+
+Tiers: MuJoCo `medium` and `expert` are TD3 actors shipped in `assets/policies/` (see
+`gato_min.data.experts`); Atari tiers are the RAM-reading scripted policies of
+`gato_min.data.atari_policies` with epsilon-random buttons. The pseudo-tier `random` (uniform
+random actions) gives the reference return of a random policy.
+
+Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
+repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gato_min.data.episodes import Episode, EpisodeSet
+from gato_min.data.tasks import check_tier, get_task, make_env, preprocess_frame
+
+POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
+ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
+
+
+def cache_dir(cache: str | Path | None = None) -> Path:
+    """The cache root: `cache` if given, else $GATO_MIN_CACHE, else ~/.cache/gato_min."""
+    return Path(cache or os.environ.get("GATO_MIN_CACHE") or "~/.cache/gato_min").expanduser()
+
+
+def dataset_path(task: str, tier: str, episodes: int, seed: int, cache: str | Path | None = None) -> Path:
+    return cache_dir(cache) / "datasets" / f"{task}-{tier}-{episodes}ep-seed{seed}.hdf5"
+
+
+def policy_file(task: str, tier: str) -> Path:
+    return POLICY_DIR / f"{task}_{tier}.safetensors"
+
+
+# --------------------------------------------------------------------------- behaviours
+
+
+class _RandomBehaviour:
+    """Uniformly random actions, seeded per episode."""
+
+    def __init__(self, spec, num_envs: int):
+        self.spec, self.rngs = spec, [None] * num_envs
+
+    def start(self, env_index: int, episode_seed: int) -> None:
+        self.rngs[env_index] = np.random.default_rng(episode_seed)
+
+    def act(self, observations, envs, active) -> list:
+        if self.spec.discrete_actions:
+            return [int(self.rngs[i].integers(self.spec.action_dim)) if active[i] else None for i in range(len(envs))]
+        return [self.rngs[i].uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32) if active[i] else None
+                for i in range(len(envs))]
+
+
+class _ActorBehaviour:
+    """A shipped TD3 actor, run on a fixed-size batch of all environments."""
+
+    def __init__(self, task: str, tier: str, num_envs: int):
+        from gato_min.data.experts import load_policy
+
+        path = policy_file(task, tier)
+        if not path.is_file():
+            raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
+                                    "(train it with python -m gato_min train-expert)")
+        self.policy, _ = load_policy(path)
+
+    def start(self, env_index: int, episode_seed: int) -> None:
+        pass
+
+    def act(self, observations, envs, active) -> list:
+        batch = np.stack([obs if a else np.zeros_like(observations[active.index(True)])
+                          for obs, a in zip(observations, active)]).astype(np.float32)
+        actions = self.policy.act(batch)
+        return [actions[i] for i in range(len(envs))]
+
+
+class _ScriptedAtariBehaviour:
+    """RAM-reading scripted players with epsilon-random buttons, one per episode."""
+
+    def __init__(self, task: str, tier: str, num_envs: int):
+        from gato_min.data.atari_policies import ATARI_POLICIES
+
+        self.policy_class, self.epsilon = ATARI_POLICIES[task], ATARI_TIER_EPSILON[tier]
+        self.players = [None] * num_envs
+
+    def start(self, env_index: int, episode_seed: int) -> None:
+        self.players[env_index] = self.policy_class(epsilon=self.epsilon, seed=episode_seed)
+
+    def act(self, observations, envs, active) -> list:
+        return [self.players[i].act(env.unwrapped.ale.getRAM()) if active[i] else None for i, env in enumerate(envs)]
+
+
+def _behaviour(task: str, tier: str, num_envs: int):
+    spec = get_task(task)
+    if tier == "random":
+        return _RandomBehaviour(spec, num_envs)
+    check_tier(task, tier)
+    return (_ScriptedAtariBehaviour if spec.family == "atari" else _ActorBehaviour)(task, tier, num_envs)
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4, progress: bool = True,
+            max_episode_steps: int | None = None) -> EpisodeSet:
+    """Play `episodes` episodes of `task` with the `tier` policy; return them in episode order."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    spec = get_task(task)
+    behaviour = _behaviour(task, tier, num_envs)
+    num_envs = min(num_envs, episodes)
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    envs = [make_env(task, **kwargs) for _ in range(num_envs)]
+    frames = spec.family == "atari"
+    results: list[Episode | None] = [None] * episodes
+    buffers = [None] * num_envs  # per env: (episode index, observations, actions, rewards)
+    current = [None] * num_envs
+    next_episode, steps, start_time = 0, 0, time.perf_counter()
+
+    def begin(i: int) -> None:
+        nonlocal next_episode
+        if next_episode >= episodes:
+            buffers[i] = current[i] = None
+            return
+        obs, _ = envs[i].reset(seed=seed + next_episode)
+        behaviour.start(i, seed + next_episode)
+        current[i] = preprocess_frame(obs) if frames else np.asarray(obs, dtype=np.float32)
+        buffers[i] = (next_episode, [], [], [])
+        next_episode += 1
+
+    for i in range(num_envs):
+        begin(i)
+    bar = tqdm(total=episodes, desc=f"collect {task}/{tier}", unit="episode", disable=not progress)
+    while any(b is not None for b in buffers):
+        active = [b is not None for b in buffers]
+        actions = behaviour.act(current, envs, active)
+        for i, env in enumerate(envs):
+            if not active[i]:
+                continue
+            index, obs_list, action_list, reward_list = buffers[i]
+            obs_list.append(current[i])
+            action_list.append(actions[i])
+            obs, reward, terminated, truncated, _ = env.step(actions[i])
+            reward_list.append(reward)
+            steps += 1
+            if terminated or truncated:
+                results[index] = Episode(
+                    np.stack(obs_list),
+                    np.asarray(action_list, dtype=np.int64 if spec.discrete_actions else np.float32),
+                    np.asarray(reward_list, dtype=np.float32), bool(terminated), task, tier)
+                bar.update(1)
+                bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start_time):.0f}")
+                begin(i)
+            else:
+                current[i] = preprocess_frame(obs) if frames else np.asarray(obs, dtype=np.float32)
+    bar.close()
+    for env in envs:
+        env.close()
+    elapsed = time.perf_counter() - start_time
+    return EpisodeSet(results, {"task": task, "env_id": spec.env_id, "tier": tier, "seed": seed,
+                                "num_envs": num_envs, "steps": steps, "seconds": round(elapsed, 3)})
+
+
+def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4,
+                    out: str | Path | None = None, cache: str | Path | None = None, progress: bool = True,
+                    max_episode_steps: int | None = None) -> Path:
+    """Collect and write a D4RL-format file (default: the cache's `datasets/` folder)."""
+    import gato_min
+    from gato_min.data.formats import write_d4rl
+
+    data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps)
+    path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache)
+    attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed")}
+    attrs["package_version"] = gato_min.__version__
+    return write_d4rl(path, data.episodes, attrs)
+
+
+def load_or_collect(task: str, tier: str, episodes: int, seed: int = 0, cache: str | Path | None = None,
+                    num_envs: int = 4, progress: bool = True) -> EpisodeSet:
+    """The cached dataset for these arguments, collected first if it is not there yet."""
+    from gato_min.data.formats import read_d4rl
+
+    path = dataset_path(task, tier, episodes, seed, cache)
+    if not path.exists():
+        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress)
+    return read_d4rl(path)
