@@ -78,6 +78,21 @@ def _bench_collect(args) -> int:
     return 0
 
 
+def _export_experts(args) -> int:
+    from gato_min.data.collect import POLICY_DIR, policy_file
+    from gato_min.data.experts import export_tiers, load_policy, plot_training_curve
+    from gato_min.plotting import media_dir
+
+    for task in args.tasks:
+        run = Path(args.cache).expanduser() / "experts" / task
+        for tier, path in export_tiers(run, task, POLICY_DIR, args.tiers).items():
+            print(f"{task}/{tier} -> {path}")
+        marks = {tier: int(load_policy(policy_file(task, tier))[1]["training_step"])
+                 for tier in ("medium", "expert") if policy_file(task, tier).is_file()}
+        print(f"curve -> {plot_training_curve(run, task, media_dir() / f'experts_{task}.png', marks)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-from", default=None,
                    help="portable state (model.zip, curve.jsonl, settings.json) to start from if the run folder has no checkpoint")
     p.set_defaults(func=_train_expert)
+
+    p = sub.add_parser("export-experts", help="ship the chosen snapshots of expert runs as tier policies; plot their curves")
+    p.add_argument("--tasks", nargs="+", default=["halfcheetah", "hopper", "walker2d"])
+    p.add_argument("--tiers", nargs="+", default=["medium", "expert"], choices=["medium", "expert"])
+    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root holding experts/<task>")
+    p.set_defaults(func=_export_experts)
 
     p = sub.add_parser("save-expert-state", help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")
     p.add_argument("--task", required=True)

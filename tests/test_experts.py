@@ -90,3 +90,25 @@ def test_portable_state_resumes_without_the_replay_buffer(tmp_path, capsys):
     assert steps == [150, 300, 450]
     with pytest.raises(FileNotFoundError, match="holds no checkpoint/model.zip"):
         save_portable_state(tmp_path / "nothing", tmp_path / "x")
+
+
+def test_tiers_are_chosen_from_the_curve_and_exported(tmp_path):
+    from gato_min.data.experts import choose_snapshots, export_tiers, plot_training_curve
+
+    run = tmp_path / "run"
+    returns = {10_000: 300.0, 20_000: 900.0, 30_000: 1200.0, 40_000: 1500.0, 50_000: 2900.0, 60_000: 2700.0}
+    (run / "snapshots").mkdir(parents=True)
+    with (run / "curve.jsonl").open("w") as f:
+        for step, value in returns.items():
+            f.write(json.dumps({"step": step, "mean_return": value, "std_return": 10.0}) + "\n")
+            export_policy(MLPPolicy(11, 3, [4], -np.ones(3), np.ones(3)), run / "snapshots" / f"step_{step:07d}.safetensors")
+    # hopper's D4RL expert return is 3234.3: a third is 1078; the 25-45 % band is [809, 1455]
+    chosen = choose_snapshots(run, "hopper")
+    assert chosen["medium"]["step"] == 30_000 and chosen["expert"]["step"] == 50_000  # 1200 is nearest 1078
+    written = export_tiers(run, "hopper", tmp_path / "policies")
+    _, metadata = load_policy(written["medium"])
+    assert metadata["tier"] == "medium" and metadata["training_step"] == "30000"
+    png = plot_training_curve(run, "hopper", tmp_path / "curve.png", {"medium": 20_000, "expert": 50_000})
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="holds no evaluations"):
+        choose_snapshots(tmp_path / "empty", "hopper")

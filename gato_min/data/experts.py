@@ -309,3 +309,81 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
         save_checkpoint()
     env.close()
     return out
+
+
+MEDIUM_FRACTION = 1 / 3  # the medium tier aims at a third of the D4RL expert return
+MEDIUM_RANGE = (0.25, 0.45)  # and must lie in this band of it
+
+
+def choose_snapshots(run_dir: str | Path, task: str) -> dict[str, dict]:
+    """Pick the tiers from a run's evaluations: {"medium": row, "expert": row} (rows of curve.jsonl).
+
+    medium: the evaluation closest to a third of the D4RL expert return, within 25-45 % of it;
+    expert: the best evaluation. A tier with no candidate is left out.
+    """
+    spec = get_task(task)
+    curve = _read_curve(Path(run_dir) / "curve.jsonl")
+    if not curve:
+        raise FileNotFoundError(f"{run_dir} holds no evaluations (curve.jsonl is missing or empty)")
+    reference = spec.d4rl_expert_return
+    chosen = {"expert": max(curve, key=lambda row: row["mean_return"])}
+    band = [row for row in curve if MEDIUM_RANGE[0] <= row["mean_return"] / reference <= MEDIUM_RANGE[1]]
+    if band:
+        chosen["medium"] = min(band, key=lambda row: abs(row["mean_return"] / reference - MEDIUM_FRACTION))
+    return chosen
+
+
+def export_tiers(run_dir: str | Path, task: str, policy_dir: str | Path, tiers=("medium", "expert")) -> dict[str, Path]:
+    """Copy the chosen snapshots of a run into `policy_dir` as `<task>_<tier>.safetensors`."""
+    run_dir, policy_dir = Path(run_dir), Path(policy_dir)
+    chosen = choose_snapshots(run_dir, task)
+    written = {}
+    for tier in tiers:
+        if tier not in chosen:
+            print(f"{task}: no evaluation qualifies for the {tier} tier yet")
+            continue
+        row = chosen[tier]
+        policy, _ = load_policy(run_dir / "snapshots" / f"step_{row['step']:07d}.safetensors")
+        written[tier] = export_policy(policy, policy_dir / f"{task}_{tier}.safetensors", task=task, tier=tier,
+                                      training_step=row["step"], training_eval_return=round(row["mean_return"], 1),
+                                      algorithm="TD3 (Stable-Baselines3)")
+    return written
+
+
+def plot_training_curve(run_dir: str | Path, task: str, out_file: str | Path,
+                        marks: dict[str, int] | None = None) -> Path:
+    """The evaluation returns of a run against steps, with the D4RL references; `marks` maps a
+    tier name to the training step of its shipped snapshot, drawn as a labelled dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gato_min.plotting import PALETTE, save_figure, use_style
+
+    spec = get_task(task)
+    curve = _read_curve(Path(run_dir) / "curve.jsonl")
+    steps = np.array([row["step"] for row in curve])
+    means = np.array([row["mean_return"] for row in curve])
+    stds = np.array([row["std_return"] for row in curve])
+    use_style()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(steps, means, color=PALETTE[5], label="evaluation return")
+    ax.fill_between(steps, means - stds, means + stds, color=PALETTE[5], alpha=0.2, lw=0)
+    ax.axhline(spec.d4rl_expert_return, color=PALETTE[0], ls="--", lw=1, label="D4RL expert reference")
+    ax.axhspan(MEDIUM_RANGE[0] * spec.d4rl_expert_return, MEDIUM_RANGE[1] * spec.d4rl_expert_return,
+               color=PALETTE[1], alpha=0.15, lw=0, label="medium band (25-45 %)")
+    by_step = dict(zip(steps.tolist(), means.tolist()))
+    for tier, step in (marks or {}).items():
+        if step in by_step:
+            ax.plot(step, by_step[step], "o", color=PALETTE[6] if tier == "expert" else PALETTE[1])
+            ax.annotate(f"{tier} (step {step:,})", (step, by_step[step]), textcoords="offset points",
+                        xytext=(5, -12 if tier == "expert" else 6), fontsize=8)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.set_title(f"TD3 on {spec.env_id}")
+    ax.legend(fontsize=8, loc="lower right")
+    path = Path(out_file)
+    saved = save_figure(fig, path.stem, path.parent)
+    plt.close(fig)
+    return saved
