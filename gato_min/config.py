@@ -23,6 +23,18 @@ class GatoConfig:
     mu_law_m: float = 256.0  # mu-law input scale M: |x| = M maps to 1
     patch_size: int = 16  # side of the square image patches, in pixels
     text_model: str | None = None  # SentencePiece model file; None = the one shipped for this size
+    # --- embedding (Sec. 2.2, App. C.2) ---
+    patch_channels: int = 128  # channels inside the per-patch ResNet block (the paper does not say)
+    patch_groups: int = 32  # GroupNorm groups in that block (reimplementations use 32)
+    # --- position encodings (App. C.3) ---
+    position_bins: int = 128  # quantization of a patch's row/column interval
+    max_local_positions: int = 512  # size of the local observation position table
+    action_positions: str = "none"  # "none": action tokens get no local position (App. C.3);
+    #                                 "local": they continue the observation indices
+    # --- sequences and prompts (Sec. 2.3) ---
+    prompt_fraction: float = 0.25  # share of training sequences that get a prompt
+    prompt_end_fraction: float = 0.5  # share of prompts taken from an episode's end (rest: uniform)
+    prompt_share: float = 0.5  # share of a prompted sequence's timesteps given to the prompt
     # --- transformer (Sec. 2.3, App. C.1) ---
     n_layer: int = 24  # transformer blocks
     n_head: int = 16  # attention heads
@@ -33,7 +45,8 @@ class GatoConfig:
 
     def __post_init__(self) -> None:
         for name in ("text_vocab_size", "num_bins", "patch_size", "n_layer", "n_head", "d_model",
-                     "d_ff", "d_head", "context_length"):
+                     "d_ff", "d_head", "context_length", "patch_channels", "patch_groups", "position_bins",
+                     "max_local_positions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"GatoConfig.{name} must be a positive int, got {value!r}")
@@ -42,6 +55,14 @@ class GatoConfig:
                 f"GatoConfig.text_vocab_size ({self.text_vocab_size}) must be >= num_bins ({self.num_bins}): "
                 "discrete values share ids [0, num_bins) with text (Sec. 2.1), so the continuous bins, which "
                 "start at text_vocab_size, would collide with them")
+        if self.patch_channels % min(self.patch_groups, self.patch_channels):
+            raise ValueError(f"GatoConfig.patch_channels ({self.patch_channels}) must be divisible by "
+                             f"patch_groups ({self.patch_groups})")
+        if self.action_positions not in ("none", "local"):
+            raise ValueError(f"GatoConfig.action_positions must be 'none' or 'local', got {self.action_positions!r}")
+        for name in ("prompt_fraction", "prompt_end_fraction", "prompt_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"GatoConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if not (self.mu > 0 and self.mu_law_m > 0):
             raise ValueError(f"GatoConfig.mu and mu_law_m must be positive, got {self.mu}, {self.mu_law_m}")
 
@@ -83,7 +104,7 @@ PRESETS: dict[str, GatoConfig] = {
     "gato-79m": GatoConfig(n_layer=8, n_head=24, d_model=768, d_ff=3072, d_head=32),
     # CPU sizes: the shipped 1024-piece text model, a few layers, a short context
     "cpu-small": GatoConfig(text_vocab_size=1024, n_layer=4, n_head=4, d_model=128, d_ff=512, d_head=32,
-                            context_length=1024),
+                            context_length=1024, patch_channels=32, patch_groups=8),
     "cpu-tiny": GatoConfig(text_vocab_size=1024, n_layer=2, n_head=2, d_model=64, d_ff=256, d_head=32,
-                           context_length=256),
+                           context_length=256, patch_channels=16, patch_groups=4),
 }

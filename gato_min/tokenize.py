@@ -181,12 +181,25 @@ def detokenize_discrete(ids, vocab: VocabLayout) -> np.ndarray:
 
 # --------------------------------------------------------------------------- images
 
-def normalize_pixels(image, patch_size: int = 16) -> np.ndarray:
-    """uint8 pixels [0, 255] -> [-1, 1] -> divided by sqrt(patch_size) (Sec. 2.1), as float32."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"image must be uint8 pixels in [0, 255], got dtype {image.dtype}")
-    return ((image.astype(np.float32) / 127.5 - 1.0) / np.sqrt(patch_size)).astype(np.float32)
+def normalize_pixels(pixels, patch_size: int = 16):
+    """uint8 pixels [0, 255] -> [-1, 1] -> divided by sqrt(patch_size) (Sec. 2.1), as float32.
+
+    Takes a numpy array or a torch tensor and returns the same kind (the model normalizes uint8
+    patches itself, so batches move 4x fewer bytes).
+    """
+    try:
+        import torch
+
+        if isinstance(pixels, torch.Tensor):
+            if pixels.dtype != torch.uint8:
+                raise TypeError(f"pixels must be uint8 in [0, 255], got dtype {pixels.dtype}")
+            return (pixels.float() / 127.5 - 1.0) / float(np.sqrt(patch_size))
+    except ImportError:
+        pass
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise TypeError(f"image must be uint8 pixels in [0, 255], got dtype {pixels.dtype}")
+    return ((pixels.astype(np.float32) / 127.5 - 1.0) / np.sqrt(patch_size)).astype(np.float32)
 
 
 def patch_grid(height: int, width: int, patch_size: int = 16) -> tuple[int, int]:
@@ -194,9 +207,9 @@ def patch_grid(height: int, width: int, patch_size: int = 16) -> tuple[int, int]
     return -(-height // patch_size), -(-width // patch_size)
 
 
-def image_to_patches(image, patch_size: int = 16) -> np.ndarray:
-    """Images (..., H, W, C) uint8 with C in {1, 3}, or (..., H, W) greyscale -> normalized
-    patches (..., rows * cols, C, patch_size, patch_size) in raster order (row by row).
+def cut_patches(image, patch_size: int = 16) -> np.ndarray:
+    """Images (..., H, W, C) uint8 with C in {1, 3}, or (H, W) greyscale -> uint8 patches
+    (..., rows * cols, C, patch_size, patch_size) in raster order (row by row), not yet scaled.
 
     Sides that are not multiples of `patch_size` are padded at the bottom and right with black.
     """
@@ -213,13 +226,20 @@ def image_to_patches(image, patch_size: int = 16) -> np.ndarray:
     if height == 0 or width == 0:
         raise ValueError(f"image must have a non-empty height and width, got shape {image.shape}")
     rows, cols = patch_grid(height, width, patch_size)
-    pad = [(0, 0)] * len(lead) + [(0, rows * patch_size - height), (0, cols * patch_size - width), (0, 0)]
-    pixels = normalize_pixels(np.pad(image, pad), patch_size)  # black (0) padding, then scaling
-    pixels = pixels.reshape(*lead, rows, patch_size, cols, patch_size, channels)
+    if (rows * patch_size, cols * patch_size) != (height, width):  # black padding, bottom and right
+        pad = [(0, 0)] * len(lead) + [(0, rows * patch_size - height), (0, cols * patch_size - width), (0, 0)]
+        image = np.pad(image, pad)
+    pixels = image.reshape(*lead, rows, patch_size, cols, patch_size, channels)
     n = len(lead)
     # (..., rows, p, cols, p, C) -> (..., rows, cols, C, p, p): raster order, channels first
     pixels = pixels.transpose(*range(n), n, n + 2, n + 4, n + 1, n + 3)
     return np.ascontiguousarray(pixels.reshape(*lead, rows * cols, channels, patch_size, patch_size))
+
+
+def image_to_patches(image, patch_size: int = 16) -> np.ndarray:
+    """Images (..., H, W, C) uint8 -> normalized float32 patches (..., rows * cols, C, P, P),
+    raster order, bottom/right padded with black (see `cut_patches`)."""
+    return normalize_pixels(cut_patches(image, patch_size), patch_size)
 
 
 def patches_to_image(patches, rows: int, cols: int, patch_size: int = 16) -> np.ndarray:

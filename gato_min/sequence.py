@@ -1,0 +1,263 @@
+"""Sequence layout: episodes -> fixed windows of tokens, with a loss mask and prompts.
+
+Gato (Reed et al., 2022, Sec. 2.1-2.3) lays one timestep out as
+
+    [text, image patches, tensor values, '|', actions]
+
+and an episode as its timesteps in order. Training sequences are windows of L tokens. The loss
+counts only text tokens and logged action tokens (Sec. 2.3: "m(b, l) = 1 if the token at index
+l is either from text or from the logged action of an agent"). For 25 % of the sequences a
+prompt from another episode of the same task and source is put in front; half of the prompts
+are the end of that episode, half a uniformly placed piece of it.
+
+How gato_min does it:
+
+* A task's episodes are tokenized **once** (`TokenizedEpisodes`): continuous observations to
+  ids, actions to ids, frames kept as uint8 and cut into patches only for the sampled windows.
+  Every timestep of a task has the same layout (`TimestepLayout`), so a window of K timesteps is
+  a gather of K rows, and a batch is assembled with numpy fancy indexing, no per-sample loop.
+* Windows start at timestep boundaries: K = L // tokens_per_timestep whole timesteps, the rest
+  padded (attention mask 0). An episode shorter than K gives a shorter, padded window.
+* Decisions (the paper is silent): a prompted sequence gives `prompt_share` (half) of its K
+  timesteps to the prompt and the rest to the sequence itself; the loss also counts the
+  prompt's action tokens (they are logged actions of the same task); a task with a single
+  episode prompts from that same episode. Sampling only reads the dataset's arrays.
+
+A `Batch` holds, per sequence: token ids (image tokens carry a placeholder id 0), token kinds,
+local observation positions (-1: none), loss and attention masks, and the image patches of the
+whole batch with their flat position in the batch and their quantized row/column ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gato_min.positions import patch_intervals
+from gato_min.tokenize import Tokenizer, cut_patches, patch_grid
+
+KIND_NAMES = ("text", "image", "discrete", "continuous", "separator", "action", "padding")
+TEXT, IMAGE, DISCRETE, CONTINUOUS, SEPARATOR, ACTION, PAD = range(len(KIND_NAMES))
+
+
+@dataclass(frozen=True)
+class TimestepLayout:
+    """The tokens of one timestep of a task: [image patches, observation values, '|', actions]."""
+
+    image_shape: tuple[int, int, int] | None  # (H, W, C) of the frame, or None
+    num_values: int  # observation values (continuous, mu-law companded)
+    action_dim: int  # action tokens
+    discrete_actions: bool
+    patch_size: int = 16
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return patch_grid(*self.image_shape[:2], self.patch_size) if self.image_shape else (0, 0)
+
+    @property
+    def num_patches(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def num_observation_tokens(self) -> int:
+        return self.num_patches + self.num_values
+
+    @property
+    def tokens_per_timestep(self) -> int:
+        return self.num_observation_tokens + 1 + self.action_dim
+
+    def kinds(self) -> np.ndarray:
+        return np.array([IMAGE] * self.num_patches + [CONTINUOUS] * self.num_values + [SEPARATOR]
+                        + [ACTION] * self.action_dim, dtype=np.int64)
+
+    def local_positions(self, action_positions: str = "none") -> np.ndarray:
+        observation = np.arange(self.num_observation_tokens)
+        if action_positions == "local":
+            return np.concatenate([observation, [-1], self.num_observation_tokens + np.arange(self.action_dim)])
+        return np.concatenate([observation, np.full(1 + self.action_dim, -1)])
+
+
+class TokenizedEpisodes:
+    """The episodes of one task and source, tokenized once and concatenated along time."""
+
+    def __init__(self, episodes, tokenizer: Tokenizer, name: str = ""):
+        episodes = list(episodes)
+        if not episodes:
+            raise ValueError(f"{name or 'dataset'}: no episodes to lay out")
+        self.name = name
+        first = episodes[0]
+        frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
+        discrete = first.actions.dtype.kind in "iu"
+        action_dim = 1 if discrete else int(np.prod(first.actions.shape[1:]))
+        for index, episode in enumerate(episodes):  # (an Episode cannot be empty: it checks itself)
+            if episode.observations.shape[1:] != first.observations.shape[1:]:
+                raise ValueError(f"{name or 'dataset'}: episode {index} has observations of shape "
+                                 f"{episode.observations.shape[1:]}, episode 0 has {first.observations.shape[1:]}; "
+                                 "all timesteps of a task must have the same observation size")
+            if episode.actions.shape[1:] != first.actions.shape[1:]:
+                raise ValueError(f"{name or 'dataset'}: episode {index} has actions of shape "
+                                 f"{episode.actions.shape[1:]}, episode 0 has {first.actions.shape[1:]}")
+        self.layout = TimestepLayout(first.observations.shape[1:] if frames else None,
+                                     0 if frames else int(np.prod(first.observations.shape[1:])),
+                                     action_dim, discrete, tokenizer.config.patch_size)
+        config = tokenizer.config
+        if self.layout.num_observation_tokens > config.max_local_positions:
+            raise ValueError(f"{name or 'dataset'}: a timestep has {self.layout.num_observation_tokens} observation "
+                             f"tokens, more than max_local_positions={config.max_local_positions}")
+        self.lengths = np.array([len(e) for e in episodes], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        observations = np.concatenate([e.observations for e in episodes])
+        actions = np.concatenate([e.actions for e in episodes])
+        # frames are cut into uint8 patches once; the model scales them (tokenize.normalize_pixels)
+        self.patches = cut_patches(observations, config.patch_size) if frames else None
+        self.value_ids = (None if frames else
+                          tokenizer.encode_continuous(observations).reshape(len(observations), -1).astype(np.int32))
+        self.action_ids = (tokenizer.encode_discrete(actions) if discrete
+                           else tokenizer.encode_actions(actions)).reshape(len(actions), -1).astype(np.int32)
+        self.separator_id = tokenizer.vocab.separator_id
+        self.pad_id = tokenizer.vocab.pad_id
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.lengths)
+
+    def timestep_tokens(self, steps: np.ndarray) -> np.ndarray:
+        """Token ids (..., tokens_per_timestep) of global timesteps `steps` (image tokens: 0)."""
+        parts = [np.zeros((*steps.shape, self.layout.num_patches), np.int64)]
+        if self.value_ids is not None:
+            parts.append(self.value_ids[steps])
+        parts.append(np.full((*steps.shape, 1), self.separator_id, np.int64))
+        parts.append(self.action_ids[steps])
+        return np.concatenate(parts, axis=-1)
+
+
+@dataclass
+class Batch:
+    token_ids: torch.Tensor  # (B, L) int64
+    token_kinds: torch.Tensor  # (B, L) int64, one of KIND_NAMES' indices
+    local_positions: torch.Tensor  # (B, L) int64, -1 = no local position
+    loss_mask: torch.Tensor  # (B, L) bool: text and logged action tokens
+    attention_mask: torch.Tensor  # (B, L) bool: real tokens (False = padding)
+    patches: torch.Tensor  # (N, C, P, P) uint8 pixels of every image token of the batch
+    patch_index: torch.Tensor  # (N,) int64: flat position b * L + l of each patch
+    patch_row_ranges: torch.Tensor  # (N, 2) int64: quantized [from, to) row range
+    patch_col_ranges: torch.Tensor  # (N, 2) int64
+    prompted: torch.Tensor  # (B,) bool: the sequence starts with a prompt
+    prompt_from_end: torch.Tensor  # (B,) bool: that prompt is an episode's end (else uniform)
+
+    def to(self, device) -> "Batch":
+        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+class SequenceSampler:
+    """Random training windows (with prompts) of one task's tokenized episodes."""
+
+    def __init__(self, data: TokenizedEpisodes, config, seed: int = 0):
+        self.data, self.config = data, config
+        self.rng = np.random.default_rng(seed)
+        self.tokens_per_timestep = data.layout.tokens_per_timestep
+        self.steps_per_window = config.context_length // self.tokens_per_timestep
+        if self.steps_per_window < 1:
+            raise ValueError(f"context_length={config.context_length} is shorter than one timestep of "
+                             f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)")
+        self.kinds = data.layout.kinds()
+        self.local = data.layout.local_positions(config.action_positions)
+        if data.layout.image_shape is not None:
+            self.row_ranges, self.col_ranges = patch_intervals(*data.layout.grid, config.position_bins)
+
+    def sample_windows(self, batch_size: int):
+        """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
+        and which prompts come from an episode's end."""
+        data, K, rng = self.data, self.steps_per_window, self.rng
+        prompted = rng.random(batch_size) < self.config.prompt_fraction
+        from_end = prompted & (rng.random(batch_size) < self.config.prompt_end_fraction)
+        prompt_steps = np.where(prompted, int(round(K * self.config.prompt_share)), 0)
+        prompt_steps = np.minimum(prompt_steps, K - 1) if K > 1 else prompt_steps * 0
+        main_steps = K - prompt_steps
+        # the sequence itself: an episode (by length), a start so the window fits when it can
+        episode = rng.choice(data.num_episodes, size=batch_size, p=data.lengths / data.lengths.sum())
+        length = data.lengths[episode]
+        start = np.floor(rng.random(batch_size) * (np.maximum(length - main_steps, 0) + 1)).astype(np.int64)
+        # the prompt: another episode of the same task (the same one if there is only one)
+        if data.num_episodes > 1:
+            other = (episode + 1 + rng.integers(0, data.num_episodes - 1, batch_size)) % data.num_episodes
+        else:
+            other = episode
+        other_length = data.lengths[other]
+        room = np.maximum(other_length - prompt_steps, 0)
+        prompt_start = np.where(from_end, room, np.floor(rng.random(batch_size) * (room + 1)).astype(np.int64))
+
+        slot = np.arange(K)[None, :]
+        in_prompt = slot < prompt_steps[:, None]
+        offset_in_prompt = prompt_start[:, None] + slot
+        offset_in_main = start[:, None] + slot - prompt_steps[:, None]
+        valid = np.where(in_prompt, offset_in_prompt < other_length[:, None], offset_in_main < length[:, None])
+        steps = np.where(in_prompt, data.starts[other][:, None] + offset_in_prompt,
+                         data.starts[episode][:, None] + offset_in_main)
+        # real timesteps first, padding last: a short prompt does not leave a hole mid-sequence
+        order = np.argsort(~valid, axis=1, kind="stable")
+        steps, valid = np.take_along_axis(steps, order, 1), np.take_along_axis(valid, order, 1)
+        steps = np.where(valid, steps, 0)
+        return steps, valid, prompted, from_end
+
+    def sample(self, batch_size: int) -> Batch:
+        """A batch of `batch_size` windows of exactly `context_length` tokens."""
+        data, L, tpt = self.data, self.config.context_length, self.tokens_per_timestep
+        steps, valid, prompted, from_end = self.sample_windows(batch_size)
+        K = steps.shape[1]
+        used = K * tpt
+        token_valid = np.repeat(valid, tpt, axis=1)
+        ids = np.where(token_valid, data.timestep_tokens(steps).reshape(batch_size, used), data.pad_id)
+        kinds = np.where(token_valid, np.tile(self.kinds, K)[None, :], PAD)
+        local = np.where(token_valid, np.tile(self.local, K)[None, :], -1)
+        pad = ((0, 0), (0, L - used))
+        ids, kinds = np.pad(ids, pad, constant_values=data.pad_id), np.pad(kinds, pad, constant_values=PAD)
+        local, token_valid = np.pad(local, pad, constant_values=-1), np.pad(token_valid, pad)
+
+        n_patches = data.layout.num_patches
+        if n_patches:
+            b, k = np.nonzero(valid)  # real timesteps, in order
+            patches = data.patches[steps[b, k]]
+            patches = patches.reshape(-1, *patches.shape[2:])
+            patch_index = ((b * L + k * tpt)[:, None] + np.arange(n_patches)[None, :]).reshape(-1)
+            rows = np.tile(self.row_ranges, (len(b), 1))
+            cols = np.tile(self.col_ranges, (len(b), 1))
+        else:
+            patches = np.zeros((0, 3, self.config.patch_size, self.config.patch_size), np.uint8)
+            patch_index = np.zeros(0, np.int64)
+            rows = cols = np.zeros((0, 2), np.int64)
+        return Batch(
+            token_ids=torch.from_numpy(ids.astype(np.int64)),
+            token_kinds=torch.from_numpy(kinds.astype(np.int64)),
+            local_positions=torch.from_numpy(local.astype(np.int64)),
+            loss_mask=torch.from_numpy((kinds == TEXT) | (kinds == ACTION)),
+            attention_mask=torch.from_numpy(token_valid),
+            patches=torch.from_numpy(patches),
+            patch_index=torch.from_numpy(patch_index.astype(np.int64)),
+            patch_row_ranges=torch.from_numpy(rows.astype(np.int64)),
+            patch_col_ranges=torch.from_numpy(cols.astype(np.int64)),
+            prompted=torch.from_numpy(prompted),
+            prompt_from_end=torch.from_numpy(from_end),
+        )
+
+
+def text_batch(token_stream: np.ndarray, context_length: int, batch_size: int, pad_id: int,
+               rng: np.random.Generator) -> Batch:
+    """Random windows of a stream of text ids; every token is text, so every target counts."""
+    token_stream = np.asarray(token_stream, dtype=np.int64)
+    if len(token_stream) < 2:
+        raise ValueError("a text stream needs at least two tokens")
+    usable = min(context_length, len(token_stream))
+    starts = rng.integers(0, len(token_stream) - usable + 1, batch_size)
+    ids = token_stream[starts[:, None] + np.arange(usable)[None, :]]
+    pad = ((0, 0), (0, context_length - usable))
+    ids = np.pad(ids, pad, constant_values=pad_id)
+    kinds = np.pad(np.full((batch_size, usable), TEXT), pad, constant_values=PAD)
+    valid = kinds != PAD
+    empty = torch.zeros((0, 2), dtype=torch.int64)
+    return Batch(torch.from_numpy(ids), torch.from_numpy(kinds), torch.full(ids.shape, -1), torch.from_numpy(valid),
+                 torch.from_numpy(valid), torch.zeros((0, 3, 16, 16), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), empty,
+                 empty.clone(), torch.zeros(batch_size, dtype=torch.bool), torch.zeros(batch_size, dtype=torch.bool))

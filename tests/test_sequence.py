@@ -1,0 +1,218 @@
+"""Embedding, position encodings and sequence layout (Reed et al., 2022, Sec. 2.1-2.3, App. C.2-C.3)."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from gato_min.config import GatoConfig
+from gato_min.data.episodes import Episode
+from gato_min.embed import GatoEmbedding, PatchResNetBlock
+from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
+from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, SequenceSampler, TokenizedEpisodes, text_batch
+from gato_min.tokenize import Tokenizer
+
+CONFIG = GatoConfig.from_preset("cpu-small")
+TOKENIZER = Tokenizer(CONFIG)
+
+
+def mujoco_episodes(lengths=(50, 30, 80, 12), obs_dim=5, action_dim=2):
+    """Episodes whose observation says (episode, t): obs[t] = [episode / 10, t / 100, 0, ...]."""
+    episodes = []
+    for e, length in enumerate(lengths):
+        obs = np.zeros((length, obs_dim), np.float32)
+        obs[:, 0], obs[:, 1] = e / 10, np.arange(length) / 100
+        actions = np.tile(np.linspace(-1, 1, action_dim, dtype=np.float32), (length, 1))
+        episodes.append(Episode(obs, actions, np.ones(length, np.float32), True))
+    return episodes
+
+
+def atari_episodes(lengths=(20, 9)):
+    rng = np.random.default_rng(0)
+    return [Episode(rng.integers(0, 256, (n, 80, 80, 3), dtype=np.uint8), rng.integers(0, 6, n),
+                    np.zeros(n, np.float32), True) for n in lengths]
+
+
+# ---------------------------------------------------------------- embedding (App. C.2)
+
+
+def test_patch_block_output_shape_and_parameter_count():
+    c, g, d = 32, 8, 128
+    block = PatchResNetBlock(image_channels=3, channels=c, groups=g, patch_size=16, d_model=d)
+    out = block(torch.randint(0, 256, (7, 3, 16, 16), dtype=torch.uint8))
+    assert out.shape == (7, d)
+    stem = 3 * c * 4 * 4 + c
+    convs = 2 * (c * c * 3 * 3 + c)
+    norms = 2 * 2 * c
+    proj = c * 4 * 4 * d + d
+    assert sum(p.numel() for p in block.parameters()) == stem + convs + norms + proj
+    assert [type(m).__name__ for m in block.children()] == ["Conv2d", "GroupNorm", "Conv2d", "GroupNorm", "Conv2d", "Linear"]
+
+
+def test_patch_block_is_pre_activation_with_identity_shortcut():
+    block = PatchResNetBlock(3, 16, 4, 16, 8)
+    for conv in (block.conv1, block.conv2):  # zero residual branch: output = proj(stem(x))
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.zeros_(conv.bias)
+    patches = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(block(patches), block.proj(block.stem(patches).flatten(1)))
+
+
+def test_patch_block_scales_uint8_like_the_tokenizer():
+    block = PatchResNetBlock(3, 16, 4, 16, 8)
+    pixels = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    torch.testing.assert_close(block(pixels), block((pixels.float() / 127.5 - 1) / 4))
+    with pytest.raises(ValueError, match=r"patches must have shape \(N, 3, 16, 16\)"):
+        block(torch.zeros(2, 1, 16, 16))
+
+
+def test_one_shared_table_for_all_token_ids():
+    embedding = GatoEmbedding(CONFIG)
+    assert embedding.token_table.num_embeddings == CONFIG.vocab.size  # text, bins, separator, padding
+
+
+# ---------------------------------------------------------------- positions (App. C.3)
+
+
+def test_patch_intervals_tile_the_bins():
+    rows, cols = patch_intervals(5, 5, 128)
+    assert rows.shape == (25, 2)
+    assert rows[:5].tolist() == [[0, 25]] * 5 and cols[:5].tolist() == [[0, 25], [25, 51], [51, 76], [76, 102], [102, 128]]
+    assert rows[24].tolist() == [102, 128]
+    with pytest.raises(ValueError, match="more rows or columns than position bins"):
+        patch_intervals(200, 1, 128)
+
+
+def test_position_indices_inside_interval_random_in_training_fixed_in_eval():
+    encoding = PatchPositionEncoding(16, 128)
+    row_ranges, col_ranges = (torch.from_numpy(r) for r in patch_intervals(14, 10, 128))
+    encoding.train()
+    first = encoding.indices(row_ranges, col_ranges)
+    second = encoding.indices(row_ranges, col_ranges)
+    for _ in range(200):
+        rows, cols = encoding.indices(row_ranges, col_ranges)
+        assert torch.all((rows >= row_ranges[:, 0]) & (rows < row_ranges[:, 1]))
+        assert torch.all((cols >= col_ranges[:, 0]) & (cols < col_ranges[:, 1]))
+    assert not torch.equal(first[0], second[0]) or not torch.equal(first[1], second[1])
+    encoding.eval()
+    rows_a, cols_a = encoding.indices(row_ranges, col_ranges)
+    rows_b, cols_b = encoding.indices(row_ranges, col_ranges)
+    assert torch.equal(rows_a, rows_b) and torch.equal(cols_a, cols_b)
+    assert torch.equal(rows_a, torch.round((row_ranges[:, 0] + row_ranges[:, 1] - 1) / 2).long())
+    assert torch.all((rows_a >= row_ranges[:, 0]) & (rows_a < row_ranges[:, 1]))
+
+
+def test_embedding_forward_differs_between_training_passes_not_in_eval():
+    sampler = SequenceSampler(TokenizedEpisodes(atari_episodes(), TOKENIZER, "pong"), CONFIG.replace(context_length=64))
+    batch = sampler.sample(2)
+    embedding = GatoEmbedding(CONFIG).train()
+    assert not torch.equal(embedding(batch), embedding(batch))
+    embedding.eval()
+    assert torch.equal(embedding(batch), embedding(batch))
+
+
+def test_local_positions_none_for_separator_and_actions():
+    data = TokenizedEpisodes(mujoco_episodes(), TOKENIZER, "m")
+    assert data.layout.local_positions().tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
+    assert data.layout.local_positions("local").tolist() == [0, 1, 2, 3, 4, -1, 5, 6]
+    encoding = LocalPositionEncoding(4, 8)
+    out = encoding(torch.tensor([[0, 3, -1]]))
+    assert torch.all(out[0, 2] == 0) and torch.equal(out[0, 1], encoding.table.weight[3])
+
+
+# ---------------------------------------------------------------- sequence layout (Sec. 2.1, 2.3)
+
+
+@pytest.mark.parametrize("make", [mujoco_episodes, atari_episodes])
+def test_windows_start_at_timestep_boundaries_and_loss_mask_is_text_and_actions(make):
+    data = TokenizedEpisodes(make(), TOKENIZER)
+    sampler = SequenceSampler(data, CONFIG.replace(context_length=200), seed=1)
+    batch = sampler.sample(64)
+    kinds, tpt = batch.token_kinds.numpy(), data.layout.tokens_per_timestep
+    pattern = data.layout.kinds()
+    assert np.all(kinds[:, :tpt] == pattern)  # every window starts with a whole timestep
+    for row, valid in zip(kinds, batch.attention_mask.numpy()):
+        n = valid.sum()
+        assert n % tpt == 0 and np.all(row[:n] == np.tile(pattern, n // tpt)) and np.all(row[n:] == PAD)
+    assert torch.equal(batch.loss_mask, (batch.token_kinds == TEXT) | (batch.token_kinds == ACTION))
+    ids = batch.token_ids[batch.loss_mask]
+    if data.layout.discrete_actions:
+        assert torch.all(ids < CONFIG.num_bins)
+    else:
+        assert torch.all((ids >= CONFIG.vocab.continuous_offset) & (ids < CONFIG.vocab.separator_id))
+    assert torch.all(batch.token_ids[batch.token_kinds == SEPARATOR] == CONFIG.vocab.separator_id)
+    assert batch.token_ids.shape == (64, 200)
+
+
+def test_image_tokens_carry_their_patches():
+    data = TokenizedEpisodes(atari_episodes(), TOKENIZER)
+    batch = SequenceSampler(data, CONFIG.replace(context_length=120)).sample(3)
+    assert torch.equal(batch.token_kinds.reshape(-1)[batch.patch_index], torch.full((len(batch.patch_index),), IMAGE))
+    assert (batch.token_kinds == IMAGE).sum() == batch.patches.shape[0] == batch.patch_row_ranges.shape[0]
+
+
+def test_prompt_fractions_over_ten_thousand_sequences():
+    sampler = SequenceSampler(TokenizedEpisodes(mujoco_episodes(), TOKENIZER), CONFIG, seed=0)
+    _, _, prompted, from_end = sampler.sample_windows(10_000)
+    assert abs(prompted.mean() - 0.25) <= 0.02
+    assert abs(from_end[prompted].mean() - 0.5) <= 0.03
+
+
+def test_prompts_come_from_another_episode_end_or_uniform():
+    data = TokenizedEpisodes(mujoco_episodes(), TOKENIZER)
+    sampler = SequenceSampler(data, CONFIG.replace(context_length=8 * 20, prompt_fraction=1.0), seed=3)
+    steps, valid, prompted, from_end = sampler.sample_windows(500)
+    episode_of = np.searchsorted(data.starts, steps, side="right") - 1
+    t_of = steps - data.starts[episode_of]
+    prompt_len = 10  # half of the 20 timesteps of a window
+    for row in range(500):
+        real = valid[row]
+        prompt_episode, main_episode = episode_of[row, 0], episode_of[row, real][-1]
+        assert prompt_episode != main_episode
+        prompt_t = t_of[row, :min(prompt_len, data.lengths[prompt_episode])]
+        assert np.all(np.diff(prompt_t) == 1)
+        if from_end[row]:
+            assert prompt_t[-1] == data.lengths[prompt_episode] - 1
+
+
+def test_sampling_leaves_the_dataset_unchanged():
+    data = TokenizedEpisodes(atari_episodes(), TOKENIZER)
+    arrays = [data.patches, data.action_ids, data.lengths, data.starts]
+    before = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
+    sampler = SequenceSampler(data, CONFIG.replace(context_length=100))
+    for _ in range(20):
+        batch = sampler.sample(16)
+        batch.patches.zero_()  # even writing into a batch must not reach the dataset
+        batch.token_ids.zero_()
+    assert [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays] == before
+
+
+def test_text_batches_count_every_token():
+    rng = np.random.default_rng(0)
+    batch = text_batch(np.arange(500) % 1000, 64, 4, CONFIG.vocab.pad_id, rng)
+    assert torch.all(batch.loss_mask) and torch.all(batch.token_kinds == TEXT)
+    short = text_batch(np.arange(10), 64, 2, CONFIG.vocab.pad_id, rng)
+    assert short.loss_mask.sum() == 20 and torch.all(short.token_ids[:, 10:] == CONFIG.vocab.pad_id)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_observation_sizes_that_disagree_within_a_task_are_refused():
+    episodes = mujoco_episodes() + mujoco_episodes(lengths=(5,), obs_dim=6)
+    with pytest.raises(ValueError, match="episode 4 has observations of shape \\(6,\\), episode 0 has \\(5,\\)"):
+        TokenizedEpisodes(episodes, TOKENIZER, "hopper")
+
+
+def test_empty_episodes_and_datasets_are_refused():
+    with pytest.raises(ValueError, match="at least one step"):
+        Episode(np.zeros((0, 5)), np.zeros((0, 2)), np.zeros(0), True)
+    with pytest.raises(ValueError, match="hopper: no episodes"):
+        TokenizedEpisodes([], TOKENIZER, "hopper")
+
+
+def test_window_shorter_than_one_timestep_is_refused():
+    data = TokenizedEpisodes(atari_episodes(), TOKENIZER, "pong")  # 25 patches + '|' + 1 button = 27 tokens
+    with pytest.raises(ValueError, match="context_length=20 is shorter than one timestep of pong \\(27 tokens\\)"):
+        SequenceSampler(data, CONFIG.replace(context_length=20))
