@@ -115,10 +115,13 @@ plt.show();
 # are, read from the installed package, so this list can never drift from the code:
 
 # %%
-for name in ["gato_min.config", "gato_min.tokenize", "gato_min.text_model", "gato_min.plotting",
-             "gato_min.data.tasks", "gato_min.data.experts", "gato_min.demo", "gato_min.cli"]:
-    module = importlib.import_module(name)
-    print(f"{name:24s} {module.__doc__.strip().splitlines()[0]}")
+import pkgutil
+
+for info in pkgutil.walk_packages(gato_min.__path__, prefix="gato_min."):
+    if info.name.endswith("__main__"):
+        continue
+    module = importlib.import_module(info.name)
+    print(f"{info.name:28s} {module.__doc__.strip().splitlines()[0]}")
 
 # %% [markdown]
 # ## The paper's three sizes
