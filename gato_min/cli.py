@@ -85,7 +85,8 @@ def _export_experts(args) -> int:
 
     for task in args.tasks:
         run = Path(args.cache).expanduser() / "experts" / task
-        for tier, path in export_tiers(run, task, POLICY_DIR, args.tiers).items():
+        steps = {"medium": args.medium_step} if args.medium_step is not None else None
+        for tier, path in export_tiers(run, task, POLICY_DIR, args.tiers, steps).items():
             print(f"{task}/{tier} -> {path}")
         marks = {tier: int(load_policy(policy_file(task, tier))[1]["training_step"])
                  for tier in ("medium", "expert") if policy_file(task, tier).is_file()}
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=["halfcheetah", "hopper", "walker2d"])
     p.add_argument("--tiers", nargs="+", default=["medium", "expert"], choices=["medium", "expert"])
     p.add_argument("--cache", default="~/.cache/gato_min", help="cache root holding experts/<task>")
+    p.add_argument("--medium-step", type=int, default=None, help="ship the snapshot of this step as the medium tier")
     p.set_defaults(func=_export_experts)
 
     p = sub.add_parser("save-expert-state", help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")

@@ -333,10 +333,20 @@ def choose_snapshots(run_dir: str | Path, task: str) -> dict[str, dict]:
     return chosen
 
 
-def export_tiers(run_dir: str | Path, task: str, policy_dir: str | Path, tiers=("medium", "expert")) -> dict[str, Path]:
-    """Copy the chosen snapshots of a run into `policy_dir` as `<task>_<tier>.safetensors`."""
+def export_tiers(run_dir: str | Path, task: str, policy_dir: str | Path, tiers=("medium", "expert"),
+                 steps: dict[str, int] | None = None) -> dict[str, Path]:
+    """Copy the chosen snapshots of a run into `policy_dir` as `<task>_<tier>.safetensors`.
+
+    `steps` pins a tier to the snapshot of a given training step instead of the automatic choice
+    (for a medium candidate whose 20-episode return left the band, say).
+    """
     run_dir, policy_dir = Path(run_dir), Path(policy_dir)
     chosen = choose_snapshots(run_dir, task)
+    by_step = {row["step"]: row for row in _read_curve(run_dir / "curve.jsonl")}
+    for tier, step in (steps or {}).items():
+        if step not in by_step:
+            raise KeyError(f"{run_dir} has no evaluation at step {step}; steps: {sorted(by_step)}")
+        chosen[tier] = by_step[step]
     written = {}
     for tier in tiers:
         if tier not in chosen:
