@@ -94,6 +94,20 @@ def _export_experts(args) -> int:
     return 0
 
 
+def _bench_batches(args) -> int:
+    from gato_min.benchmarks import bench_batches
+    from gato_min.config import GatoConfig
+
+    config = GatoConfig.from_preset(args.preset)
+    print(f"batch assembly (1 thread) vs a training step of {args.preset} ({args.batch_size} x "
+          f"{config.context_length} tokens)")
+    print(f"{'task':12s} {'assembly tok/s':>15s} {'training tok/s':>15s} {'threads':>8s} {'ratio':>7s}")
+    for row in bench_batches(config, args.batch_size, args.repeats, args.threads):
+        print(f"{row['task']:12s} {row['assembly_tokens_per_s']:15,.0f} {row['train_tokens_per_s']:15,.0f} "
+              f"{row['threads']:8d} {row['ratio']:6.1f}x")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=16)
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 8])
     p.set_defaults(func=_bench_collect)
+
+    p = sub.add_parser("bench-batches", help="batch assembly tokens/s (1 core) vs what a training step consumes")
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the training step (default: all)")
+    p.set_defaults(func=_bench_batches)
 
     p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
     p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")

@@ -40,16 +40,17 @@ Measured with ale-py 0.12.1 / gymnasium 1.4.0, ten episodes each (env seeds 0..9
 `reset(seed=s)`, policy seed = episode seed, 27000-step cap; command below). Mean ± std of the
 return, mean episode length in agent steps:
 
-    game      epsilon  return            length
-    pong      0.0      +21.0 ± 0.0       3489
-    pong      0.1      see report        ...
-    breakout  0.0      see report        ...
+    game      epsilon  return           mean length
+    pong      0.0      +21.0 ±  0.0     3489   (every episode 21-0)
+    pong      0.1       +9.2 ±  2.6     6588
+    pong      0.3      -14.1 ±  2.0     3286
+    breakout  0.0     +414.1 ±  8.4     5673   (404..425; all five lives eventually lost)
+    breakout  0.1      +59.3 ± 44.0      961
+    breakout  0.3      +13.1 ±  3.8      469
 
-(The table is filled in from the last evaluation run; see the report that came with this file.)
+Command (from the repository root, about 3 minutes on one core):
 
-Command (from the repository root):
-
-    .venv/bin/python /tmp/tune/final_eval.py
+    .venv/bin/python -m gato_min.data.atari_policies 10
 
 Pong with sticky actions off is deterministic: every seed gives the same episode at epsilon 0.
 """
