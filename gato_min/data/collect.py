@@ -10,7 +10,9 @@ zeros) so its floating-point results do not depend on how many environments are 
 
 Tiers: MuJoCo `medium` and `expert` are TD3 actors shipped in `assets/policies/` (see
 `gato_min.data.experts`); Atari tiers are the RAM-reading scripted policies of
-`gato_min.data.atari_policies` with epsilon-random buttons. The pseudo-tier `random` (uniform
+`gato_min.data.atari_policies` with epsilon-random buttons (expert 0, medium 0.1, noisy 0.3),
+and every Atari episode starts with 0-30 unrecorded no-ops, the usual protocol, because with
+sticky actions off a deterministic player would otherwise play the same Pong game every time. The pseudo-tier `random` (uniform
 random actions) gives the reference return of a random policy.
 
 Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
@@ -30,6 +32,7 @@ from gato_min.data.tasks import check_tier, get_task, make_env, preprocess_frame
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
 ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
+ATARI_NOOP_MAX = 30  # each Atari episode starts with 0..30 unrecorded no-ops (seeded per episode)
 
 
 def cache_dir(cache: str | Path | None = None) -> Path:
@@ -139,6 +142,9 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
             buffers[i] = current[i] = None
             return
         obs, _ = envs[i].reset(seed=seed + next_episode)
+        if frames:  # Atari: random no-op start; with sticky actions off Pong is otherwise one fixed game
+            for _ in range(np.random.default_rng([seed + next_episode, 1]).integers(0, ATARI_NOOP_MAX + 1)):
+                obs, *_ = envs[i].step(0)
         behaviour.start(i, seed + next_episode)
         current[i] = preprocess_frame(obs) if frames else np.asarray(obs, dtype=np.float32)
         buffers[i] = (next_episode, [], [], [])
