@@ -181,18 +181,19 @@ def test_minari_bad_inputs(tmp_path):
 # ---------------------------------------------------------------- collection
 
 
-@pytest.mark.parametrize("task", ["hopper", "pong"])
-def test_same_seed_gives_byte_identical_arrays(task, tmp_path):
-    a = read_d4rl(collect_to_file(task, "random", 3, seed=7, num_envs=2, out=tmp_path / "a.hdf5", progress=False,
+@pytest.mark.parametrize("task, tier", [("hopper", "random"), ("hopper", "medium"), ("pong", "random"),
+                                        ("pong", "noisy")])
+def test_same_seed_gives_byte_identical_arrays(task, tier, tmp_path):
+    a = read_d4rl(collect_to_file(task, tier, 3, seed=7, num_envs=2, out=tmp_path / "a.hdf5", progress=False,
                                   max_episode_steps=60))
-    b = read_d4rl(collect_to_file(task, "random", 3, seed=7, num_envs=3, out=tmp_path / "b.hdf5", progress=False,
+    b = read_d4rl(collect_to_file(task, tier, 3, seed=7, num_envs=3, out=tmp_path / "b.hdf5", progress=False,
                                   max_episode_steps=60))
-    c = collect(task, "random", 3, seed=8, num_envs=2, progress=False, max_episode_steps=60)
+    c = collect(task, tier, 3, seed=8, num_envs=2, progress=False, max_episode_steps=60)
     for x, y in zip(a, b):
         assert x.observations.tobytes() == y.observations.tobytes()
         assert x.actions.tobytes() == y.actions.tobytes() and x.rewards.tobytes() == y.rewards.tobytes()
-    assert any(x.actions.tobytes() != z.actions.tobytes() for x, z in zip(a, c))
-    assert a.attrs["task"] == task and a.attrs["tier"] == "random" and a.attrs["seed"] == 7
+    assert any(x.observations.tobytes() != z.observations.tobytes() for x, z in zip(a, c))
+    assert a.attrs["task"] == task and a.attrs["tier"] == tier and a.attrs["seed"] == 7
     assert "package_version" in a.attrs
 
 
@@ -245,3 +246,13 @@ def test_normalized_score_from_a_reference_file(tmp_path):
     assert normalized_score("pong", [0.0, 20.0], ref).tolist() == [50.0, 100.0]
     with pytest.raises(KeyError, match="no reference returns for task 'hopper'"):
         normalized_score("hopper", [1.0], ref)
+
+
+def test_shipped_reference_returns_normalize_expert_to_100():
+    from gato_min.data.tasks import reference_returns
+
+    for task in ("pong", "breakout"):
+        ref = reference_returns(task)
+        assert ref["expert"] > ref["medium"] > ref["noisy"] > ref["random"]
+        assert normalized_score(task, ref["expert"]) == pytest.approx(100.0)
+        assert normalized_score(task, ref["random"]) == pytest.approx(0.0)

@@ -5,8 +5,9 @@
 Episode i is always played from `env.reset(seed=seed + i)` by a policy whose own randomness
 (epsilon-random buttons, uniform random actions) is seeded with `seed + i` as well, so the data
 does not depend on which of the parallel environments played it: the same seed gives the same
-arrays, byte for byte. The MuJoCo actor always sees a batch of `num_envs` rows (idle rows are
-zeros) so its floating-point results do not depend on how many environments are still running.
+arrays, byte for byte, whatever `num_envs` is. The MuJoCo actor always runs on chunks of
+`ACTOR_BATCH` rows (idle rows are zeros): a matrix product's rows can differ in their last bits
+with the batch shape, and one flipped bit in an action changes the rest of an episode.
 
 Tiers: MuJoCo `medium` and `expert` are TD3 actors shipped in `assets/policies/` (see
 `gato_min.data.experts`); Atari tiers are the RAM-reading scripted policies of
@@ -32,6 +33,7 @@ from gato_min.data.tasks import check_tier, get_task, make_env, preprocess_frame
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
 ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
+ACTOR_BATCH = 32  # the MuJoCo actor always runs on chunks of this many rows (see the module docstring)
 ATARI_NOOP_MAX = 30  # each Atari episode starts with 0..30 unrecorded no-ops (seeded per episode)
 
 
@@ -83,9 +85,13 @@ class _ActorBehaviour:
         pass
 
     def act(self, observations, envs, active) -> list:
-        batch = np.stack([obs if a else np.zeros_like(observations[active.index(True)])
-                          for obs, a in zip(observations, active)]).astype(np.float32)
-        actions = self.policy.act(batch)
+        shape = observations[active.index(True)].shape
+        rows = -(-len(envs) // ACTOR_BATCH) * ACTOR_BATCH
+        batch = np.zeros((rows, *shape), np.float32)  # idle and spare rows stay zero
+        for i, (obs, a) in enumerate(zip(observations, active)):
+            if a:
+                batch[i] = obs
+        actions = np.concatenate([self.policy.act(batch[i:i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
         return [actions[i] for i in range(len(envs))]
 
 
