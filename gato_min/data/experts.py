@@ -241,7 +241,9 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     settings = settings or TD3Settings()
     if total_steps is not None:
         settings = replace(settings, total_steps=total_steps)
-    settings_path.write_text(json.dumps({"task": task, "seed": seed, "settings": asdict(settings)}, indent=1))
+    settings_tmp = settings_path.with_name(settings_path.name + ".tmp")
+    settings_tmp.write_text(json.dumps({"task": task, "seed": seed, "settings": asdict(settings)}, indent=1))
+    os.replace(settings_tmp, settings_path)
 
     env = make_env(task)
     action_dim = env.action_space.shape[0]
@@ -263,7 +265,9 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     start_step = model.num_timesteps
     # evaluations logged after the checkpoint we resumed from are replaced by the new run's
     curve = [row for row in _read_curve(curve_path) if row["step"] <= start_step]
-    curve_path.write_text("".join(json.dumps(row) + "\n" for row in curve))
+    curve_tmp = curve_path.with_name(curve_path.name + ".tmp")
+    curve_tmp.write_text("".join(json.dumps(row) + "\n" for row in curve))
+    os.replace(curve_tmp, curve_path)
 
     def save_checkpoint() -> None:
         ckpt_new.mkdir()
