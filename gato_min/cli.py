@@ -6,10 +6,16 @@ import argparse
 from pathlib import Path
 
 
+def _cache(args) -> Path:
+    from gato_min.data.collect import cache_dir
+
+    return cache_dir(args.cache)
+
+
 def _train_expert(args) -> int:
     from gato_min.data.experts import train_expert
 
-    out = args.out or Path(args.cache).expanduser() / "experts" / args.task
+    out = args.out or _cache(args) / "experts" / args.task
     train_expert(args.task, out, total_steps=args.steps, seed=args.seed, threads=args.threads,
                  progress=not args.no_progress, resume_from=args.resume_from)
     return 0
@@ -38,7 +44,7 @@ def _train_text_model(args) -> int:
 def _save_expert_state(args) -> int:
     from gato_min.data.experts import save_portable_state
 
-    run = args.out or Path(args.cache).expanduser() / "experts" / args.task
+    run = args.out or _cache(args) / "experts" / args.task
     dest = save_portable_state(run, args.to or Path("experts") / args.task)
     print(f"saved the portable training state of {run} to {dest}")
     return 0
@@ -84,7 +90,7 @@ def _export_experts(args) -> int:
     from gato_min.plotting import media_dir
 
     for task in args.tasks:
-        run = Path(args.cache).expanduser() / "experts" / task
+        run = _cache(args) / "experts" / task
         steps = {"medium": args.medium_step} if args.medium_step is not None else None
         for tier, path in export_tiers(run, task, POLICY_DIR, args.tiers, steps).items():
             print(f"{task}/{tier} -> {path}")
@@ -164,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="total environment steps (default: the stored or 1,000,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root (default ~/.cache/gato_min)")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
     p.add_argument("--no-progress", action="store_true", help="print one JSON line per evaluation instead of a bar")
     p.add_argument("--resume-from", default=None,
@@ -174,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-experts", help="ship the chosen snapshots of expert runs as tier policies; plot their curves")
     p.add_argument("--tasks", nargs="+", default=["halfcheetah", "hopper", "walker2d"])
     p.add_argument("--tiers", nargs="+", default=["medium", "expert"], choices=["medium", "expert"])
-    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root holding experts/<task>")
+    p.add_argument("--cache", default=None, help="cache root holding experts/<task> (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--medium-step", type=int, default=None, help="ship the snapshot of this step as the medium tier")
     p.set_defaults(func=_export_experts)
 
     p = sub.add_parser("save-expert-state", help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")
     p.add_argument("--task", required=True)
-    p.add_argument("--cache", default="~/.cache/gato_min", help="cache root (default ~/.cache/gato_min)")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
     p.add_argument("--to", default=None, help="destination (default experts/<task>)")
     p.set_defaults(func=_save_expert_state)
