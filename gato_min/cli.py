@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 
@@ -114,6 +116,23 @@ def _bench_batches(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from gato_min.config import GatoConfig
+    from gato_min.train import TrainSettings, train
+
+    config = GatoConfig.from_preset(args.preset, **({"context_length": args.context_length} if args.context_length else {}))
+    names = {f for f in TrainSettings.__dataclass_fields__}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    for key in ("tasks", "weights"):
+        if key in given:
+            given[key] = tuple(given[key])
+    summary = train(config, TrainSettings(**given), args.out, cache=args.cache, device=args.device,
+                    threads=args.threads, progress=not args.no_progress, stop_after=args.stop_after).summary
+    if summary:
+        print(json.dumps({k: summary[k] for k in ("step", "final_loss", "heldout", "baseline")}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,9 +209,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
     p.add_argument("--to", default=None, help="destination (default experts/<task>)")
     p.set_defaults(func=_save_expert_state)
+
+    from gato_min.train import TrainSettings
+
+    d = TrainSettings()
+    p = sub.add_parser("train", help="train (or resume) a Gato on behaviour data and text; works under torchrun")
+    p.add_argument("--out", required=True, help="run folder: created, or resumed if it holds this run")
+    p.add_argument("--preset", default="cpu-small", help="model preset (gato_min.config.PRESETS)")
+    p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
+    p.add_argument("--tasks", nargs="+", default=None, help=f"tasks, or 'text' for the prose corpus (default {d.tasks[0]})")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="sampling weight per task (default equal)")
+    p.add_argument("--tier", default=None, help=f"behaviour-data tier (default {d.tier})")
+    p.add_argument("--episodes", type=int, default=None, help=f"episodes collected per task (default {d.episodes})")
+    p.add_argument("--data-seed", type=int, default=None, help=f"seed of the collected data (default {d.data_seed})")
+    p.add_argument("--min-return-fraction", type=float, default=None,
+                   help=f"train on episodes reaching this share of the expert return (default {d.min_return_fraction}; 0 keeps all)")
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"sequences per step, all processes (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--warmup-steps", type=int, default=None, help=f"linear warm-up steps (default {d.warmup_steps})")
+    p.add_argument("--seed", type=int, default=None, help=f"initialization and sampling seed (default {d.seed})")
+    p.add_argument("--log-every", type=int, default=None, help=f"default {d.log_every}")
+    p.add_argument("--eval-every", type=int, default=None, help=f"default {d.eval_every}")
+    p.add_argument("--eval-batches", type=int, default=None, help=f"held-out batches per task (default {d.eval_batches})")
+    p.add_argument("--checkpoint-every", type=int, default=None, help=f"default {d.checkpoint_every}")
+    p.add_argument("--stop-after", type=int, default=None, help="end this call after N steps (resumable)")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"python -m gato_min {args.command}: error: {message}", file=sys.stderr)
+        return 2

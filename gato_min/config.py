@@ -40,6 +40,7 @@ class GatoConfig:
     n_head: int = 16  # attention heads
     d_model: int = 2048  # layer width
     d_ff: int = 8192  # feed-forward hidden size
+    feedforward: str = "gelu"  # "gelu": Linear-GELU-Linear; "geglu": GELU-gated, 3 matrices (chapter 05)
     d_head: int = 128  # key/value size of one head
     context_length: int = 1024  # tokens the model attends over
 
@@ -58,6 +59,8 @@ class GatoConfig:
         if self.patch_channels % min(self.patch_groups, self.patch_channels):
             raise ValueError(f"GatoConfig.patch_channels ({self.patch_channels}) must be divisible by "
                              f"patch_groups ({self.patch_groups})")
+        if self.feedforward not in ("gelu", "geglu"):
+            raise ValueError(f"GatoConfig.feedforward must be 'gelu' or 'geglu', got {self.feedforward!r}")
         if self.action_positions not in ("none", "local"):
             raise ValueError(f"GatoConfig.action_positions must be 'none' or 'local', got {self.action_positions!r}")
         for name in ("prompt_fraction", "prompt_end_fraction", "prompt_share"):

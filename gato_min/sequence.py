@@ -151,6 +151,40 @@ class Batch:
     def to(self, device) -> "Batch":
         return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.token_ids.shape)
+
+    def window(self, start: int, stop: int) -> "Batch":
+        """Tokens [start, stop) of every sequence, with the image patches that fall inside."""
+        length = self.token_ids.shape[1]
+        if not 0 <= start < stop <= length:
+            raise ValueError(f"window [{start}, {stop}) does not fit sequences of {length} tokens")
+        row, column = self.patch_index // length, self.patch_index % length
+        inside = (column >= start) & (column < stop)
+        per_token = {k: v[:, start:stop] for k, v in self.__dict__.items() if v.dim() == 2 and v.shape[1] == length
+                     and k in ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")}
+        return Batch(**per_token, patches=self.patches[inside],
+                     patch_index=row[inside] * (stop - start) + column[inside] - start,
+                     patch_row_ranges=self.patch_row_ranges[inside], patch_col_ranges=self.patch_col_ranges[inside],
+                     prompted=self.prompted, prompt_from_end=self.prompt_from_end)
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    """One batch holding the sequences of `batches` (all of the same length) one after another."""
+    if not batches:
+        raise ValueError("no batches to concatenate")
+    lengths = {b.token_ids.shape[1] for b in batches}
+    if len(lengths) != 1:
+        raise ValueError(f"batches of different sequence lengths {sorted(lengths)} cannot be concatenated")
+    if len(batches) == 1:
+        return batches[0]
+    length = lengths.pop()
+    offsets = torch.cumsum(torch.tensor([0] + [b.token_ids.shape[0] for b in batches[:-1]]), 0) * length
+    fields = {k: torch.cat([getattr(b, k) for b in batches]) for k in batches[0].__dict__ if k != "patch_index"}
+    fields["patch_index"] = torch.cat([b.patch_index + offset for b, offset in zip(batches, offsets.tolist())])
+    return Batch(**fields)
+
 
 class SequenceSampler:
     """Random training windows (with prompts) of one task's tokenized episodes."""

@@ -1,0 +1,50 @@
+"""Writing files so that a crash never leaves a half-written one: write beside, then rename.
+
+`os.replace` is atomic on POSIX and Windows, so a reader sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_json(path: str | Path, data) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """`torch.save` of plain containers of tensors and numbers (loadable with weights_only=True)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,193 @@
+"""The training loop (gato_min.train): schedule, run folders, exact resume after SIGKILL, torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from gato_min.config import GatoConfig
+from gato_min.train import (RunFolder, TrainSettings, _marginal_loss, _parameter_groups, learning_rate, load_model,
+                            train)
+from gato_min.model import GatoModel
+
+CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
+# random-policy HalfCheetah data: 4 episodes, no return filter (random play never reaches the expert)
+DATA = dict(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A cache root shared by the tests of this module, with the data collected once."""
+    root = tmp_path_factory.mktemp("cache")
+    from gato_min.data.collect import load_or_collect
+
+    load_or_collect("halfcheetah", "random", 4, 0, cache=root, progress=False)
+    return root
+
+
+def _settings(**changes):
+    return TrainSettings(**(DATA | dict(steps=12, batch_size=4, warmup_steps=3, log_every=2, eval_every=6,
+                                        checkpoint_every=6, eval_batches=1) | changes))
+
+
+def _cli(out, cache, steps, extra=()):
+    return [sys.executable, "-m", "gato_min", "train", "--out", str(out), "--preset", "cpu-tiny",
+            "--context-length", "96", "--tasks", "halfcheetah", "--tier", "random", "--episodes", "4",
+            "--min-return-fraction", "0", "--steps", str(steps), "--batch-size", "4", "--warmup-steps", "5",
+            "--log-every", "1", "--eval-every", "10", "--checkpoint-every", "10", "--threads", "1",
+            "--cache", str(cache), "--no-progress", *extra]
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
+    s = TrainSettings(steps=1000, warmup_steps=100, lr=1e-3, min_lr_ratio=0.1)
+    assert learning_rate(1, s) == pytest.approx(1e-5)
+    assert learning_rate(50, s) == pytest.approx(5e-4)
+    assert learning_rate(100, s) == pytest.approx(1e-3)
+    assert learning_rate(550, s) == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4))  # half-way: the mean
+    assert learning_rate(1000, s) == pytest.approx(1e-4)
+    rates = [learning_rate(k, s) for k in range(100, 1001)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_weight_decay_reaches_matrices_only():
+    model = GatoModel(CONFIG)
+    decay, keep = _parameter_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
+    assert any(p is model.blocks[0].attn.qkv.weight for p in decay["params"])
+    assert any(p is model.embedding.token_table.weight for p in keep["params"])
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    assert all(p.dim() == 1 or id(p) in tables for p in keep["params"])
+    assert sum(p.numel() for g in (decay, keep) for p in g["params"]) == model.num_parameters()
+
+
+def test_marginal_baseline_is_the_cross_entropy_of_column_frequencies():
+    train_ids = np.array([[0, 5], [0, 5], [1, 5]])
+    heldout = np.array([[0, 6]])
+    vocab = 8
+    p0 = (2 + 1) / (3 + vocab)  # add-one smoothing
+    p1 = (0 + 1) / (3 + vocab)
+    assert _marginal_loss(train_ids, heldout, vocab) == pytest.approx((-np.log(p0) - np.log(p1)) / 2)
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="weights has 1 entries for 2 tasks"):
+        TrainSettings(tasks=("hopper", "text"), weights=(1.0,))
+    with pytest.raises(ValueError, match="checkpoint_every .* multiple of log_every"):
+        TrainSettings(log_every=10, checkpoint_every=15)
+    with pytest.raises(ValueError, match="TrainSettings.steps must be a positive int"):
+        TrainSettings(steps=0)
+
+
+def test_run_folder_refuses_foreign_or_different_runs(tmp_path):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no gato_min run"):
+        RunFolder(tmp_path / "foreign").claim(CONFIG, _settings())
+    run = RunFolder(tmp_path / "run")
+    assert run.claim(CONFIG, _settings()) is False
+    with pytest.raises(ValueError, match=r"settings.lr: stored 0.001, given 0.002"):
+        run.claim(CONFIG, _settings(lr=2e-3))
+    with pytest.raises(ValueError, match=r"config.n_layer: stored 2, given 3"):
+        run.claim(CONFIG.replace(n_layer=3), _settings())
+    assert run.claim(CONFIG, _settings(steps=50)) is False  # more steps: the same run, extended
+    assert json.loads(run.settings.read_text())["steps"] == 50
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
+    torch.set_num_threads(1)
+    result = train(CONFIG, _settings(steps=30, lr=3e-3), tmp_path / "run", cache=cache, progress=False)
+    rows = RunFolder(tmp_path / "run").rows()
+    assert [r["step"] for r in rows] == list(range(2, 31, 2))
+    # random actions are near-uniform over 1024 bins: from ln(vocab) = 7.63 towards ln(1024) = 6.93
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.25
+    assert set(rows[-1]["heldout"]) == {"halfcheetah"} and "baseline" in rows[-1]
+    for name in ("config.json", "settings.json", "checkpoint.pt", "model.safetensors", "learning_curve.png",
+                 "summary.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 30
+    model = load_model(tmp_path / "run", config=CONFIG, task="halfcheetah")
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_loading_a_run_checks_config_and_task(tmp_path, cache):
+    train(CONFIG, _settings(steps=2, log_every=1, eval_every=2, checkpoint_every=2), tmp_path / "run",
+          cache=cache, progress=False)
+    with pytest.raises(ValueError, match="config.d_model: stored 64, given 128"):
+        load_model(tmp_path / "run", config=CONFIG.replace(d_model=128))
+    with pytest.raises(ValueError, match="trained on halfcheetah, not on 'hopper'"):
+        load_model(tmp_path / "run", task="hopper")
+    with pytest.raises(FileNotFoundError, match="config.json does not exist"):
+        load_model(tmp_path / "nowhere")
+
+
+def test_run_killed_with_sigkill_resumes_with_the_same_losses(tmp_path, cache):
+    """Sec. 'exact resume': the losses after a SIGKILL and a restart equal an uninterrupted run's."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    steps = 40
+    subprocess.run(_cli(tmp_path / "straight", cache, steps), check=True, env=env, capture_output=True)
+    straight = RunFolder(tmp_path / "straight").rows()
+
+    killed = RunFolder(tmp_path / "killed")
+    process = subprocess.Popen(_cli(killed.path, cache, steps), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until a checkpoint exists and more steps were logged after it
+        rows = killed.rows() if killed.metrics.exists() else []
+        if killed.checkpoint.exists() and rows and rows[-1]["step"] >= 13:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step_at_kill = killed.rows()[-1]["step"]
+    assert step_at_kill < steps, "the run finished before it could be killed; make it longer"
+    resumed = subprocess.run(_cli(killed.path, cache, steps), check=True, env=env, capture_output=True, text=True)
+    assert "resuming at step" in resumed.stdout
+    rows = killed.rows()
+    assert [r["step"] for r in rows] == [r["step"] for r in straight] == list(range(1, steps + 1))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in straight]
+    assert [r.get("heldout") for r in rows] == [r.get("heldout") for r in straight]
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from gato_min.config import GatoConfig
+    from gato_min.train import TrainSettings, train
+    out, cache, dump = sys.argv[1:4]
+    torch.set_num_threads(1)
+    config = GatoConfig.from_preset("cpu-tiny", context_length=96)
+    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
+                             heldout_fraction=0.25, steps=6, batch_size=4, warmup_steps=2, log_every=2,
+                             eval_every=6, checkpoint_every=6, eval_batches=1)
+    result = train(config, settings, out, cache=cache, progress=False)
+    torch.save(result.model.state_dict(), f"{dump}/rank{result.rank}.pt")
+""")
+
+
+def test_torchrun_two_processes_train_and_hold_identical_weights(tmp_path, cache):
+    script = tmp_path / "run_ddp.py"
+    script.write_text(SCRIPT)
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script), str(tmp_path / "run"), str(cache), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    rows = RunFolder(tmp_path / "run").rows()
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    torch.manual_seed(0)
+    fresh = GatoModel(CONFIG).state_dict()
+    assert any(not torch.equal(fresh[name], rank0[name]) for name in rank0)  # it trained
