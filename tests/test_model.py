@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from gato_min.config import GatoConfig
-from gato_min.model import GatoModel
+from gato_min.model import GatoModel, KVCache
 from gato_min.sequence import SequenceSampler, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from test_sequence import atari_episodes, mujoco_episodes
@@ -58,3 +58,49 @@ def test_loss_equals_hand_computed_masked_cross_entropy():
     assert count == int(batch.loss_mask.sum())
     with torch.no_grad():
         np.testing.assert_allclose(float(model.loss(batch)), total / count, rtol=1e-5)
+
+
+def test_cached_decoding_equals_a_full_forward_over_the_whole_context():
+    """Acting feeds tokens a few at a time through the key/value cache: same logits as one pass."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=256)
+    data = TokenizedEpisodes(atari_episodes(), Tokenizer(config))
+    batch = SequenceSampler(data, config, seed=1).sample(2)
+    torch.manual_seed(0)
+    model = GatoModel(config).eval()
+    full = model(batch)
+    cache = KVCache(config, batch_size=2)
+    cuts = [0, 30, 31, 32, 100, 101, 200, 256]  # a long prompt, then single tokens, then chunks
+    pieces = [model.extend(batch.window(a, b), cache) for a, b in zip(cuts, cuts[1:])]
+    torch.testing.assert_close(torch.cat(pieces, 1), full, rtol=1e-4, atol=1e-4)
+    assert cache.length == 256
+
+
+def test_cache_drops_its_oldest_tokens_and_forgets_reset_rows():
+    config = GatoConfig.from_preset("cpu-tiny", context_length=96)
+    batch = _batch(size=2)
+    torch.manual_seed(0)
+    model = GatoModel(config).eval()
+    cache = KVCache(config, batch_size=2, capacity=48)
+    model.extend(batch.window(0, 40), cache)
+    last = model.extend(batch.window(40, 60), cache)  # 60 tokens seen, 48 kept
+    assert cache.length == 48
+    # the last 20 positions attend to at most 48 keys: tokens 12..59
+    assert torch.isfinite(last).all()
+    cache.reset([1])
+    alone = model.extend(batch.window(60, 61), cache)[1]
+    fresh = model.extend(batch.window(60, 61), KVCache(config, batch_size=2))[1]
+    torch.testing.assert_close(alone, fresh, rtol=1e-5, atol=1e-5)  # row 1 sees only its new token
+
+
+def test_concatenated_batches_embed_as_their_parts():
+    """Mixing tasks in one step concatenates batches: image patches must follow their rows."""
+    from gato_min.sequence import concat_batches
+
+    first, second = _batch(atari_episodes, 2), _batch(mujoco_episodes, 1)
+    third = _batch(atari_episodes, 1)
+    model = GatoModel(CONFIG).eval()
+    joined = concat_batches([first, second, third])
+    assert joined.shape == (4, CONFIG.context_length)
+    parts = torch.cat([model.embedding(b) for b in (first, second, third)])
+    torch.testing.assert_close(model.embedding(joined), parts)
+    torch.testing.assert_close(model.embedding(joined.window(5, 60)), parts[:, 5:60])
