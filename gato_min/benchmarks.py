@@ -5,6 +5,12 @@
 compares how many tokens per second batch assembly produces on one core with how many a
 training step of the model consumes, for a MuJoCo layout (HalfCheetah) and an Atari layout
 (Pong), on episodes collected from the random policy.
+
+    python -m gato_min bench-train --preset cpu-small --threads 2
+
+times training steps of gato_min and of a Hugging Face `transformers` GPT-2 of the same width,
+depth, heads, feed-forward size and vocabulary on identical batches, alternately in one run,
+and prints tokens/s and MFU against the float32 matmul peak measured in the same run.
 """
 
 from __future__ import annotations
@@ -54,3 +60,92 @@ def bench_batches(config, batch_size: int = 8, repeats: int = 5, train_threads: 
                      "train_tokens_per_s": tokens / step_s, "ratio": step_s / assembly_s,
                      "threads": train_threads or threads})
     return rows
+
+
+# ------------------------------------------------------------------ training throughput vs GPT-2
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
+    """The FLOP/s of a large float32 matrix product on this machine with the current threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = _timed(lambda: torch.mm(a, b), repeats)
+    return 2.0 * size ** 3 / seconds
+
+
+def train_flops_per_step(config, batch, head_positions: int) -> float:
+    """Matrix-multiply FLOPs of one training step (forward + backward = 3x forward).
+
+    Per token and layer: the qkv, output and feed-forward matrices (2 FLOPs per weight) and
+    causal attention (scores and weighted sum over t keys for the t-th token); the output head
+    at `head_positions` positions; patch embeddings are left out (none for MuJoCo tasks)."""
+    batch_size, length = batch.token_ids.shape
+    d, inner = config.d_model, config.n_head * config.d_head
+    ff_matrices = 3 if config.feedforward == "geglu" else 2
+    weights_per_layer = d * 3 * inner + inner * d + ff_matrices * d * config.d_ff
+    keys_per_token = (length + 1) / 2  # causal: token t attends to t keys
+    per_token = config.n_layer * (2 * weights_per_layer + 2 * 2 * inner * keys_per_token)
+    forward = batch_size * length * per_token + head_positions * 2 * d * config.vocab.size
+    return 3.0 * forward
+
+
+def _gpt2_for(config):
+    """A Hugging Face GPT-2 of the same width, depth, heads, feed-forward size, vocabulary and context."""
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    transformers.logging.set_verbosity_error()  # (it warns about GPT-2's own bos/eos ids, unused here)
+    if config.n_head * config.d_head != config.d_model:
+        raise ValueError("GPT-2 needs n_head * d_head == d_model to compare like with like")
+    hf_config = GPT2Config(vocab_size=config.vocab.size, n_positions=config.context_length, n_embd=config.d_model,
+                           n_layer=config.n_layer, n_head=config.n_head, n_inner=config.d_ff, resid_pdrop=0.0,
+                           embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
+    return GPT2LMHeadModel(hf_config)
+
+
+def bench_train(config, batch_size: int = 8, repeats: int = 5, task: str = "halfcheetah") -> dict:
+    """Training tokens/s and MFU of gato_min and of a same-shape Hugging Face GPT-2, on identical
+    batches, timed alternately in one run. MFU = model FLOP/s / measured float32 matmul peak."""
+    tokenizer = Tokenizer(config)
+    episodes = collect(task, "random", 4, seed=0, progress=False)
+    sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task), config, seed=0)
+    batches = [sampler.sample(batch_size) for _ in range(repeats + 1)]
+    torch.manual_seed(0)
+    gato = GatoModel(config).train()
+    gpt2 = _gpt2_for(config).train()
+    gato_opt = torch.optim.AdamW(gato.parameters(), lr=1e-4)
+    gpt2_opt = torch.optim.AdamW(gpt2.parameters(), lr=1e-4)
+
+    def gato_step(batch):
+        gato_opt.zero_grad(set_to_none=True)
+        gato.loss(batch).backward()
+        gato_opt.step()
+
+    def gpt2_step(batch):
+        # the same targets: the counted tokens; padding sits at the end, so (as for gato_min)
+        # the causal mask alone keeps real tokens from it and no attention mask is passed
+        labels = torch.where(batch.loss_mask & batch.attention_mask, batch.token_ids, -100)
+        gpt2_opt.zero_grad(set_to_none=True)
+        gpt2(input_ids=batch.token_ids, labels=labels).loss.backward()
+        gpt2_opt.step()
+
+    seconds = {"gato_min": 0.0, "gpt2": 0.0}
+    gato_step(batches[0])  # warm-up
+    gpt2_step(batches[0])
+    for batch in batches[1:]:  # alternate, so that machine noise hits both alike
+        for name, fn in (("gato_min", gato_step), ("gpt2", gpt2_step)):
+            start = time.perf_counter()
+            fn(batch)
+            seconds[name] += time.perf_counter() - start
+    peak = matmul_peak_flops()
+    tokens = batch_size * config.context_length
+    counted = sum(int((b.loss_mask[:, 1:] & b.attention_mask[:, 1:]).sum()) for b in batches[1:]) / repeats
+    flops = {"gato_min": train_flops_per_step(config, batches[0], counted),
+             "gpt2": train_flops_per_step(config, batches[0], tokens)}
+    rows = {}
+    for name in seconds:
+        step_s = seconds[name] / repeats
+        rows[name] = {"step_s": step_s, "tokens_per_s": tokens / step_s, "flops_per_step": flops[name],
+                      "mfu": flops[name] / step_s / peak}
+    return {"peak_flops": peak, "threads": torch.get_num_threads(), "tokens_per_step": tokens,
+            "parameters": {"gato_min": gato.num_parameters(), "gpt2": sum(p.numel() for p in gpt2.parameters())},
+            "rows": rows, "speedup": rows["gato_min"]["tokens_per_s"] / rows["gpt2"]["tokens_per_s"]}

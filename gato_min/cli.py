@@ -133,6 +133,26 @@ def _train(args) -> int:
     return 0
 
 
+def _bench_train(args) -> int:
+    import torch
+
+    from gato_min.benchmarks import bench_train
+    from gato_min.config import GatoConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = GatoConfig.from_preset(args.preset)
+    result = bench_train(config, args.batch_size, args.repeats, args.task)
+    print(f"training step, {args.preset}, {args.batch_size} x {config.context_length} tokens of {args.task}, "
+          f"{result['threads']} threads; float32 matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s")
+    print(f"{'model':10s} {'parameters':>11s} {'s/step':>8s} {'tokens/s':>10s} {'GFLOP/step':>11s} {'MFU':>6s}")
+    for name, row in result["rows"].items():
+        print(f"{name:10s} {result['parameters'][name]:11,d} {row['step_s']:8.3f} {row['tokens_per_s']:10,.0f} "
+              f"{row['flops_per_step'] / 1e9:11.1f} {row['mfu']:6.1%}")
+    print(f"gato_min / GPT-2 throughput: {result['speedup']:.2f}x")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads for the training step (default: all)")
     p.set_defaults(func=_bench_batches)
+
+    p = sub.add_parser("bench-train", help="training tokens/s and MFU of gato_min vs a same-shape Hugging Face GPT-2")
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--task", default="halfcheetah")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.set_defaults(func=_bench_train)
 
     p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
     p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")

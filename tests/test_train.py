@@ -191,3 +191,24 @@ def test_torchrun_two_processes_train_and_hold_identical_weights(tmp_path, cache
     torch.manual_seed(0)
     fresh = GatoModel(CONFIG).state_dict()
     assert any(not torch.equal(fresh[name], rank0[name]) for name in rank0)  # it trained
+
+
+def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
+    """bench-train's GPT-2 has gato_min's width, depth, heads and vocabulary; its FLOP count is
+    the textbook 6 x (matrix weights) per token plus attention and head."""
+    from gato_min.benchmarks import _gpt2_for, bench_train, train_flops_per_step
+    from gato_min.sequence import text_batch
+
+    config = GatoConfig.from_preset("cpu-tiny", d_head=32, n_head=2)
+    gpt2 = _gpt2_for(config)
+    assert gpt2.config.n_embd == config.d_model and gpt2.config.n_layer == config.n_layer
+    assert gpt2.config.n_head == config.n_head and gpt2.config.n_inner == config.d_ff
+    assert gpt2.get_output_embeddings().weight.shape == (config.vocab.size, config.d_model)
+    batch = text_batch(np.arange(10, 600), config.context_length, 2, config.vocab.pad_id, np.random.default_rng(0))
+    d, L = config.d_model, config.context_length
+    per_token = config.n_layer * (2 * (4 * d * d + 2 * d * config.d_ff) + 4 * d * (L + 1) / 2)
+    expected = 3 * (2 * L * per_token + 10 * 2 * d * config.vocab.size)  # 2 sequences, 10 head positions
+    assert train_flops_per_step(config, batch, head_positions=10) == pytest.approx(expected)
+    result = bench_train(config, batch_size=2, repeats=1)
+    assert set(result["rows"]) == {"gato_min", "gpt2"}
+    assert all(0 < row["mfu"] < 1.5 and row["tokens_per_s"] > 0 for row in result["rows"].values())
