@@ -197,6 +197,10 @@ def load_task_data(task: str, settings: TrainSettings, config: GatoConfig, cache
     episodes = list(data)
     if settings.min_return_fraction > 0:
         ref = reference_returns(task)
+        if "expert" not in ref or "random" not in ref:
+            raise KeyError(f"the stored reference returns of {task!r} lack the random or expert return, which the "
+                           f"{settings.min_return_fraction:.0%} filter needs; run python -m gato_min reference-returns "
+                           f"--tasks {task} (or set min_return_fraction to 0)")
         episodes = filter_by_return(episodes, ref["expert"], settings.min_return_fraction, ref["random"])
         if len(episodes) < 2:
             raise ValueError(
