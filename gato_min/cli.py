@@ -120,7 +120,8 @@ def _train(args) -> int:
     from gato_min.config import GatoConfig
     from gato_min.train import TrainSettings, train
 
-    config = GatoConfig.from_preset(args.preset, **({"context_length": args.context_length} if args.context_length else {}))
+    overrides = {"context_length": args.context_length, "action_positions": args.action_positions}
+    config = GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
     names = {f for f in TrainSettings.__dataclass_fields__}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     for key in ("tasks", "weights"):
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: created, or resumed if it holds this run")
     p.add_argument("--preset", default="cpu-small", help="model preset (gato_min.config.PRESETS)")
     p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
+    p.add_argument("--action-positions", choices=["none", "local"], default=None,
+                   help="override the preset's local positions of action tokens (see gato_min.positions)")
     p.add_argument("--tasks", nargs="+", default=None, help=f"tasks, or 'text' for the prose corpus (default {d.tasks[0]})")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="sampling weight per task (default equal)")
     p.add_argument("--tier", default=None, help=f"behaviour-data tier (default {d.tier})")

@@ -239,9 +239,28 @@ class SequenceSampler:
 
     def sample(self, batch_size: int) -> Batch:
         """A batch of `batch_size` windows of exactly `context_length` tokens."""
+        return self.batch(*self.sample_windows(batch_size))
+
+    def tiled_windows(self, count: int):
+        """`count` prompt-free windows spread evenly over the consecutive, non-overlapping windows
+        that tile every episode (the same arguments as `sample_windows` returns). For held-out
+        evaluation: every part of every episode is represented, without sampling noise."""
+        data, K = self.data, self.steps_per_window
+        per_episode = -(-data.lengths // K)  # windows per episode, the last one possibly short
+        episode = np.repeat(np.arange(data.num_episodes), per_episode)
+        offset = np.concatenate([np.arange(n) * K for n in per_episode])
+        pick = np.unique(np.linspace(0, len(episode) - 1, min(count, len(episode))).round().astype(np.int64))
+        episode, offset = episode[pick], offset[pick]
+        slot = offset[:, None] + np.arange(K)[None, :]
+        valid = slot < data.lengths[episode][:, None]
+        steps = np.where(valid, data.starts[episode][:, None] + slot, 0)
+        none = np.zeros(len(pick), dtype=bool)
+        return steps, valid, none, none
+
+    def batch(self, steps: np.ndarray, valid: np.ndarray, prompted: np.ndarray, from_end: np.ndarray) -> Batch:
+        """The batch of windows given as global timestep indices (B, K) and their validity."""
         data, L, tpt = self.data, self.config.context_length, self.tokens_per_timestep
-        steps, valid, prompted, from_end = self.sample_windows(batch_size)
-        K = steps.shape[1]
+        batch_size, K = steps.shape
         used = K * tpt
         token_valid = np.repeat(valid, tpt, axis=1)
         ids = np.where(token_valid, data.timestep_tokens(steps).reshape(batch_size, used), data.pad_id)
@@ -279,13 +298,16 @@ class SequenceSampler:
 
 
 def text_batch(token_stream: np.ndarray, context_length: int, batch_size: int, pad_id: int,
-               rng: np.random.Generator) -> Batch:
-    """Random windows of a stream of text ids; every token is text, so every target counts."""
+               rng: np.random.Generator | None = None, starts: np.ndarray | None = None) -> Batch:
+    """Windows of a stream of text ids, at random (`rng`) or given `starts`; every token is
+    text, so every target counts."""
     token_stream = np.asarray(token_stream, dtype=np.int64)
     if len(token_stream) < 2:
         raise ValueError("a text stream needs at least two tokens")
     usable = min(context_length, len(token_stream))
-    starts = rng.integers(0, len(token_stream) - usable + 1, batch_size)
+    if starts is None:
+        starts = rng.integers(0, len(token_stream) - usable + 1, batch_size)
+    starts = np.minimum(np.asarray(starts, dtype=np.int64), len(token_stream) - usable)
     ids = token_stream[starts[:, None] + np.arange(usable)[None, :]]
     pad = ((0, 0), (0, context_length - usable))
     ids = np.pad(ids, pad, constant_values=pad_id)

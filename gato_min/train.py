@@ -40,7 +40,7 @@ import torch
 from gato_min.config import GatoConfig
 from gato_min.files import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text
 from gato_min.model import GatoModel
-from gato_min.sequence import ACTION, TEXT, Batch, SequenceSampler, TokenizedEpisodes, concat_batches, text_batch
+from gato_min.sequence import ACTION, Batch, SequenceSampler, TokenizedEpisodes, concat_batches, text_batch
 from gato_min.tokenize import Tokenizer
 
 TEXT_TASK = "text"  # the pseudo-task of the shipped prose corpus (text tokens only)
@@ -154,18 +154,56 @@ class TaskData:
             return TextSampler(data, config, seed)
         return SequenceSampler(data, config, seed)
 
+    def heldout_batches(self, config: GatoConfig, batch_size: int, count: int) -> list[Batch]:
+        """`count` batches of prompt-free held-out windows spread evenly over the held-out data
+        (the same ones at every evaluation, so that evaluations compare)."""
+        windows = count * batch_size
+        if isinstance(self.heldout, np.ndarray):
+            L = config.context_length
+            starts = np.arange(0, max(1, len(self.heldout) - 1), L)
+            starts = starts[np.unique(np.linspace(0, len(starts) - 1, min(windows, len(starts))).round().astype(int))]
+            return [text_batch(self.heldout, L, len(chunk), config.vocab.pad_id, starts=chunk)
+                    for chunk in np.array_split(starts, -(-len(starts) // batch_size))]
+        sampler = SequenceSampler(self.heldout, config)
+        steps, valid, prompted, from_end = sampler.tiled_windows(windows)
+        chunks = np.array_split(np.arange(len(steps)), -(-len(steps) // batch_size))
+        return [sampler.batch(steps[c], valid[c], prompted[c], from_end[c]) for c in chunks]
 
-def _marginal_loss(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: int) -> float:
-    """Mean -log p(id) of held-out ids under per-column training frequencies (add-one smoothed).
+    def baseline_losses(self, batches: list[Batch], config: GatoConfig) -> float:
+        """The cross-entropy of the counted tokens of `batches` under the training data's
+        frequencies: per action dimension (add-one smoothed), or of text pieces for text."""
+        vocab = config.vocab.size
+        if isinstance(self.train, np.ndarray):
+            columns, tokens_per_timestep, first = self.train[:, None], 1, 0
+        else:
+            layout = self.train.layout
+            columns, tokens_per_timestep = self.train.action_ids, layout.tokens_per_timestep
+            first = tokens_per_timestep - layout.action_dim
+        log_p = np.stack([np.log((np.bincount(c, minlength=vocab) + 1.0) / (len(c) + vocab)) for c in columns.T])
+        total, count = 0.0, 0
+        for batch in batches:
+            counted = (batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]).numpy()
+            targets = np.nonzero(counted)[1] + 1
+            ids = batch.token_ids[:, 1:].numpy()[counted]
+            dims = targets % tokens_per_timestep - first if tokens_per_timestep > 1 else np.zeros_like(targets)
+            total, count = total - log_p[dims, ids].sum(), count + len(ids)
+        return total / count
 
-    Columns are action dimensions (or a single column for text)."""
+
+def marginal_losses(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Per column (action dimension, or the one column of text): mean -log p(id) of the held-out
+    ids under the training frequencies of that column, add-one smoothed."""
     train_ids, heldout_ids = train_ids.reshape(len(train_ids), -1), heldout_ids.reshape(len(heldout_ids), -1)
-    total = 0.0
+    out = np.empty(train_ids.shape[1])
     for column in range(train_ids.shape[1]):
         counts = np.bincount(train_ids[:, column], minlength=vocab_size).astype(np.float64) + 1.0
-        log_p = np.log(counts / counts.sum())
-        total += -log_p[heldout_ids[:, column]].sum()
-    return total / heldout_ids.size
+        out[column] = -np.log(counts / counts.sum())[heldout_ids[:, column]].mean()
+    return out
+
+
+def _marginal_loss(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: int) -> float:
+    """The baseline of a task: the mean of `marginal_losses` (every column has as many ids)."""
+    return float(marginal_losses(train_ids, heldout_ids, vocab_size).mean())
 
 
 def _split(count: int, fraction: float) -> int:
@@ -352,6 +390,27 @@ def heldout_losses(model: GatoModel, batches: dict[str, list[Batch]], device) ->
     return out
 
 
+@torch.no_grad()
+def action_dimension_losses(model: GatoModel, batches: list[Batch], layout) -> np.ndarray:
+    """Mean loss of each action dimension's tokens over `batches` of one task (`layout`: its
+    TimestepLayout). Windows start at timestep boundaries, so a token's place in its timestep
+    is its position modulo the timestep length."""
+    was_training = model.training
+    model.eval()
+    first_action = layout.tokens_per_timestep - layout.action_dim
+    sums, counts = np.zeros(layout.action_dim), np.zeros(layout.action_dim)
+    for batch in batches:
+        losses, counted = model.token_losses(batch)
+        targets = torch.nonzero(counted)[:, 1] + 1  # (row-major, the order of `losses`)
+        kinds = batch.token_kinds[:, 1:][counted]
+        dims = (targets % layout.tokens_per_timestep - first_action).numpy()
+        is_action = (kinds == ACTION).numpy()
+        np.add.at(sums, dims[is_action], losses.numpy()[is_action])
+        np.add.at(counts, dims[is_action], 1)
+    model.train(was_training)
+    return sums / np.maximum(counts, 1)
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); joins the process group when torchrun started us."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -415,9 +474,8 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
         if rank in turn:
             tasks = {t: load_task_data(t, settings, config, cache, progress and rank == 0) for t in settings.tasks}
         _barrier(world)
-    heldout = {t: [d.sampler(config, [settings.seed, 7919, i], heldout=True).sample(settings.batch_size)
-                   for _ in range(settings.eval_batches)] for i, (t, d) in enumerate(tasks.items())}
-    baselines = {t: d.baseline_loss for t, d in tasks.items()}
+    heldout = {t: d.heldout_batches(config, settings.batch_size, settings.eval_batches) for t, d in tasks.items()}
+    baselines = {t: d.baseline_losses(heldout[t], config) for t, d in tasks.items()}
 
     torch.manual_seed(settings.seed)
     model = GatoModel(config).to(device)

@@ -212,3 +212,18 @@ def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
     result = bench_train(config, batch_size=2, repeats=1)
     assert set(result["rows"]) == {"gato_min", "gpt2"}
     assert all(0 < row["mfu"] < 1.5 and row["tokens_per_s"] > 0 for row in result["rows"].values())
+
+
+def test_action_dimension_losses_average_to_the_action_loss(cache):
+    """Every window holds whole timesteps, so each dimension has as many tokens: the mean of the
+    per-dimension losses is the task's action loss."""
+    from gato_min.train import action_dimension_losses, heldout_losses, load_task_data
+
+    data = load_task_data("halfcheetah", _settings(), CONFIG, cache=cache, progress=False)
+    batches = [data.sampler(CONFIG, 0, heldout=True).sample(3)]
+    torch.manual_seed(0)
+    model = GatoModel(CONFIG)
+    per_dimension = action_dimension_losses(model, batches, data.train.layout)
+    assert per_dimension.shape == (6,)
+    overall = heldout_losses(model, {"halfcheetah": batches}, "cpu")["halfcheetah"]
+    assert per_dimension.mean() == pytest.approx(overall, rel=1e-5)
