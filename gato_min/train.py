@@ -492,7 +492,7 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
     mixer = np.random.default_rng([settings.seed, rank, 104729])
     torch.manual_seed(settings.seed * 1000 + rank + 1)  # patch-position sampling differs per process
 
-    step = 0
+    step, elapsed = 0, 0.0  # elapsed: wall seconds of training over every call that worked on this run
     if resume:
         state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
         if state["world_size"] != world:
@@ -501,7 +501,7 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _restore_random_state(state["random"][rank], samplers, mixer)
-        step = state["step"]
+        step, elapsed = state["step"], state.get("elapsed_s", 0.0)
         if rank == 0:
             run.truncate_metrics(step)
     if rank == 0:
@@ -533,9 +533,10 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
 
         if step % settings.log_every == 0 or step == last:
             mean_loss = _mean_over_processes(window_loss / window_steps, world)
-            elapsed = time.perf_counter() - window_start
+            window_s = time.perf_counter() - window_start
+            elapsed += window_s
             row = {"step": step, "loss": round(mean_loss, 6), "lr": lr, "grad_norm": round(float(grad_norm), 4),
-                   "tokens_per_s": round(window_tokens * world / elapsed, 1)}
+                   "tokens_per_s": round(window_tokens * world / window_s, 1), "elapsed_s": round(elapsed, 1)}
             window_loss, window_tokens, window_steps, window_start = torch.zeros((), device=device), 0, 0, time.perf_counter()
             if rank == 0:
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.1e}")
@@ -545,7 +546,7 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
                 with open(run.metrics, "a") as file:
                     file.write(json.dumps(row) + "\n")
             if step % settings.checkpoint_every == 0 or step == last:
-                _save_checkpoint(run, model, optimizer, step, world, rank, _random_state(samplers, mixer))
+                _save_checkpoint(run, model, optimizer, step, elapsed, world, rank, _random_state(samplers, mixer))
     bar.close()
 
     summary = {}
@@ -596,7 +597,8 @@ def _mean_over_processes(value: torch.Tensor, world: int) -> float:
     return float(value)
 
 
-def _save_checkpoint(run: RunFolder, model, optimizer, step: int, world: int, rank: int, random_state: dict) -> None:
+def _save_checkpoint(run: RunFolder, model, optimizer, step: int, elapsed: float, world: int, rank: int,
+                     random_state: dict) -> None:
     states = [random_state]
     if world > 1:
         import torch.distributed as dist
@@ -606,7 +608,7 @@ def _save_checkpoint(run: RunFolder, model, optimizer, step: int, world: int, ra
     if rank == 0:
         model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         atomic_torch_save({"model": model_state, "optimizer": optimizer.state_dict(), "step": step,
-                           "world_size": world, "random": states}, run.checkpoint)
+                           "elapsed_s": elapsed, "world_size": world, "random": states}, run.checkpoint)
         atomic_save_safetensors(model_state, run.weights, {"step": str(step), "format": "gato_min"})
 
 

@@ -216,3 +216,21 @@ def test_window_shorter_than_one_timestep_is_refused():
     data = TokenizedEpisodes(atari_episodes(), TOKENIZER, "pong")  # 25 patches + '|' + 1 button = 27 tokens
     with pytest.raises(ValueError, match="context_length=20 is shorter than one timestep of pong \\(27 tokens\\)"):
         SequenceSampler(data, CONFIG.replace(context_length=20))
+
+
+def test_tiled_windows_spread_over_every_episode_without_prompts():
+    """Held-out evaluation windows: consecutive tiles of each episode, picked evenly, no prompts."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=96)
+    data = TokenizedEpisodes(mujoco_episodes(), Tokenizer(config))
+    sampler = SequenceSampler(data, config, seed=0)
+    K = sampler.steps_per_window
+    steps, valid, prompted, from_end = sampler.tiled_windows(10_000)  # more than exist: all of them
+    assert not prompted.any() and not from_end.any()
+    assert valid.sum() == data.lengths.sum()  # every timestep exactly once
+    assert len(np.unique(steps[valid])) == data.lengths.sum()
+    episode_of = np.searchsorted(data.starts, steps[:, 0], side="right") - 1
+    assert ((steps[:, 0] - data.starts[episode_of]) % K == 0).all()  # tiles start at multiples of K
+    few, few_valid, _, _ = sampler.tiled_windows(3)
+    assert len(few) == 3 and few[0, 0] == 0 and few_valid.any(axis=1).all()
+    batch = sampler.batch(few, few_valid, np.zeros(3, bool), np.zeros(3, bool))
+    assert batch.token_ids.shape == (3, config.context_length)
