@@ -61,6 +61,15 @@ class KVCache:
         else:
             self.keep[torch.as_tensor(rows, dtype=torch.long, device=self.keep.device)] = False
 
+    def attention_mask(self, new: int) -> torch.Tensor:
+        """Marks the `new` tokens about to be added as kept and returns which slots each may
+        attend to: (B, 1, new, length + new), causal among the new ones, kept among the old."""
+        start, total = self.length, self.length + new
+        self.keep[:, start:total] = True
+        slots = torch.arange(total, device=self.keep.device)
+        causal = slots[None, :] <= (start + torch.arange(new, device=self.keep.device))[:, None]
+        return causal[None, None] & self.keep[:, None, None, :total]
+
     def make_room(self, new: int) -> None:
         """Drop the oldest entries so that `new` more tokens fit."""
         if new > self.capacity:
@@ -83,21 +92,17 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * inner)
         self.out = nn.Linear(inner, config.d_model)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, self.d_head).permute(2, 0, 3, 1, 4)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:  # new tokens sit at slots [start, start + length) after the cached ones
             start = cache.length
-            cache.keys[layer][:, :, start:start + length] = k
-            cache.values[layer][:, :, start:start + length] = v
             total = start + length
-            slots = torch.arange(total, device=x.device)
-            causal = slots[None, :] <= (start + torch.arange(length, device=x.device))[:, None]  # (length, total)
-            keep = cache.keep[:, :total].clone()
-            keep[:, start:] = True
-            mask = causal[None, None] & keep[:, None, None, :]
+            cache.keys[layer][:, :, start:total] = k
+            cache.values[layer][:, :, start:total] = v
             y = F.scaled_dot_product_attention(q, cache.keys[layer][:, :, :total], cache.values[layer][:, :, :total],
                                                attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(batch, length, self.n_head * self.d_head))
@@ -129,8 +134,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -160,10 +166,12 @@ class GatoModel(nn.Module):
             if x.shape[0] != cache.batch_size:
                 raise ValueError(f"batch of {x.shape[0]} sequences for a cache of {cache.batch_size}")
             cache.make_room(x.shape[1])
+            mask = cache.attention_mask(x.shape[1])
+        else:
+            mask = None
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, mask)
         if cache is not None:
-            cache.keep[:, cache.length:cache.length + x.shape[1]] = True
             cache.length += x.shape[1]
         return self.ln_f(x)
 

@@ -16,9 +16,10 @@ encodes, with unseen characters spelled as bytes.
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
+
+from gato_min.files import atomic_write_bytes, atomic_write_text
 
 TEXT_DIR = Path(__file__).parent / "assets" / "text"
 CORPUS_FILE = TEXT_DIR / "corpus.txt"
@@ -71,18 +72,12 @@ def train_text_model(corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 10
         byte_fallback=True, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
         split_digits=True, max_sentence_length=1 << 16, minloglevel=2,
         pad_id=-1, unk_id=0, bos_id=1, eos_id=2)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, out_file)
+    atomic_write_bytes(out_file, buffer.getvalue())
     return out_file
 
 
 def refresh_corpus(repo_root: str | Path, corpus_file: str | Path = CORPUS_FILE) -> Path:
     """Re-collect the prose of `repo_root` into `corpus_file` (atomically)."""
     corpus_file = Path(corpus_file)
-    corpus_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = corpus_file.with_name(corpus_file.name + ".tmp")
-    tmp.write_text(collect_prose(repo_root), encoding="utf-8")
-    os.replace(tmp, corpus_file)
+    atomic_write_text(corpus_file, collect_prose(repo_root))
     return corpus_file

@@ -179,7 +179,7 @@ class TaskData:
             layout = self.train.layout
             columns, tokens_per_timestep = self.train.action_ids, layout.tokens_per_timestep
             first = tokens_per_timestep - layout.action_dim
-        log_p = np.stack([np.log((np.bincount(c, minlength=vocab) + 1.0) / (len(c) + vocab)) for c in columns.T])
+        log_p = _log_frequencies(columns, vocab)
         total, count = 0.0, 0
         for batch in batches:
             counted = (batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]).numpy()
@@ -193,12 +193,16 @@ class TaskData:
 def marginal_losses(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """Per column (action dimension, or the one column of text): mean -log p(id) of the held-out
     ids under the training frequencies of that column, add-one smoothed."""
-    train_ids, heldout_ids = train_ids.reshape(len(train_ids), -1), heldout_ids.reshape(len(heldout_ids), -1)
-    out = np.empty(train_ids.shape[1])
-    for column in range(train_ids.shape[1]):
-        counts = np.bincount(train_ids[:, column], minlength=vocab_size).astype(np.float64) + 1.0
-        out[column] = -np.log(counts / counts.sum())[heldout_ids[:, column]].mean()
-    return out
+    log_p = _log_frequencies(train_ids, vocab_size)
+    heldout_ids = heldout_ids.reshape(len(heldout_ids), -1)
+    return -np.take_along_axis(log_p, heldout_ids.T, axis=1).mean(axis=1)
+
+
+def _log_frequencies(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """log p(id) per column of `ids` (rows: samples), from add-one smoothed counts: (columns, vocab)."""
+    ids = ids.reshape(len(ids), -1)
+    counts = np.stack([np.bincount(column, minlength=vocab_size) for column in ids.T]).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum(axis=1, keepdims=True))
 
 
 def _marginal_loss(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: int) -> float:

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from gato_min.data.tasks import get_task, make_env
+from gato_min.files import atomic_save_safetensors, atomic_write_text
 
 
 @dataclass
@@ -77,12 +78,6 @@ class MLPPolicy(nn.Module):
         return self(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
 
-def _atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
 def export_policy(policy: MLPPolicy, path: str | Path, **metadata) -> Path:
     """Write `policy` as safetensors; its shape and any `metadata` go in the file's header."""
     path = Path(path)
@@ -95,7 +90,7 @@ def export_policy(policy: MLPPolicy, path: str | Path, **metadata) -> Path:
         **{k: str(v) for k, v in metadata.items()},
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
-    _atomic_save_safetensors(tensors, path, header)
+    atomic_save_safetensors(tensors, path, header)
     return path
 
 
@@ -241,9 +236,7 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     settings = settings or TD3Settings()
     if total_steps is not None:
         settings = replace(settings, total_steps=total_steps)
-    settings_tmp = settings_path.with_name(settings_path.name + ".tmp")
-    settings_tmp.write_text(json.dumps({"task": task, "seed": seed, "settings": asdict(settings)}, indent=1))
-    os.replace(settings_tmp, settings_path)
+    atomic_write_text(settings_path, json.dumps({"task": task, "seed": seed, "settings": asdict(settings)}, indent=1))
 
     env = make_env(task)
     action_dim = env.action_space.shape[0]
@@ -265,9 +258,7 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     start_step = model.num_timesteps
     # evaluations logged after the checkpoint we resumed from are replaced by the new run's
     curve = [row for row in _read_curve(curve_path) if row["step"] <= start_step]
-    curve_tmp = curve_path.with_name(curve_path.name + ".tmp")
-    curve_tmp.write_text("".join(json.dumps(row) + "\n" for row in curve))
-    os.replace(curve_tmp, curve_path)
+    atomic_write_text(curve_path, "".join(json.dumps(row) + "\n" for row in curve))
 
     def save_checkpoint() -> None:
         ckpt_new.mkdir()

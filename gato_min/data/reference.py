@@ -10,13 +10,13 @@ mean and std per tier in `assets/reference_returns.json` (0 = random, 100 = expe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from gato_min.data.collect import collect, policy_file
 from gato_min.data.tasks import REFERENCE_FILE, TASKS, d4rl_normalized_score, get_task
+from gato_min.files import atomic_write_text
 
 EVALUATION_SEED = 1_000_000  # episodes i = 0.. start from reset(seed=EVALUATION_SEED + i)
 
@@ -67,7 +67,5 @@ def update_reference_file(table: dict, path: str | Path = REFERENCE_FILE) -> Pat
     for task, rows in table.items():
         stored.setdefault(task, {}).update(rows)
     ordered = {task: stored[task] for task in TASKS if task in stored}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(ordered, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(ordered, indent=1) + "\n")
     return path
