@@ -83,7 +83,8 @@ STAGES = [  # (label, module that implements it)
     ("embed +\npositions", "gato_min.embed"),
     ("sequence\nlayout", "gato_min.sequence"),
     ("transformer", "gato_min.model"),
-    ("train / act", "gato_min.train"),
+    ("train", "gato_min.train"),
+    ("act in\nenvironments", "gato_min.agent"),
 ]
 
 

@@ -11,16 +11,22 @@ training step of the model consumes, for a MuJoCo layout (HalfCheetah) and an At
 times training steps of gato_min and of a Hugging Face `transformers` GPT-2 of the same width,
 depth, heads, feed-forward size and vocabulary on identical batches, alternately in one run,
 and prints tokens/s and MFU against the float32 matmul peak measured in the same run.
+
+    python -m gato_min bench-act --preset cpu-small --threads 2
+
+times one sampled action token at a full context with the key/value cache against a forward
+pass over the whole context, and the env-steps/s of batched rollouts.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from gato_min.data.collect import collect
-from gato_min.model import GatoModel
+from gato_min.model import GatoModel, KVCache
 from gato_min.sequence import SequenceSampler, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
@@ -149,3 +155,52 @@ def bench_train(config, batch_size: int = 8, repeats: int = 5, task: str = "half
     return {"peak_flops": peak, "threads": torch.get_num_threads(), "tokens_per_step": tokens,
             "parameters": {"gato_min": gato.num_parameters(), "gpt2": sum(p.numel() for p in gpt2.parameters())},
             "rows": rows, "speedup": rows["gato_min"]["tokens_per_s"] / rows["gpt2"]["tokens_per_s"]}
+
+
+def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(1, 8), episode_steps: int = 200,
+              seed: int = 0) -> dict:
+    """Per-action latency at a full context, with the key/value cache vs recomputing the whole
+    context, and env-steps/s of batched rollouts (an untrained model: timing does not depend on
+    the weights).
+
+    Cached: one action token fed after `context_length` cached tokens (the ring is full, so
+    the new token evicts the oldest). Recomputed: a forward pass over the whole window of
+    `context_length` tokens for the logits of its last position, what acting without a cache
+    costs per sampled token."""
+    from gato_min.agent import GatoAgent
+    from gato_min.envs import TaskCodec
+
+    torch.manual_seed(seed)
+    model = GatoModel(config).eval()
+    codec = TaskCodec(task, config)
+    episode = collect(task, "random", 1, seed=seed, num_envs=1, progress=False,
+                      max_episode_steps=config.context_length // codec.layout.tokens_per_timestep + 2).episodes[0]
+    data = TokenizedEpisodes([episode], Tokenizer(config), task)
+    steps = np.arange(len(episode))[None, :]
+    sampler = SequenceSampler(data, config.replace(context_length=len(episode) * codec.layout.tokens_per_timestep))
+    full = sampler.batch(steps, np.ones_like(steps, dtype=bool), np.zeros(1, bool), np.zeros(1, bool))
+    window = full.window(0, config.context_length)
+    new_token = full.window(config.context_length, config.context_length + 1)
+
+    cache = KVCache(config, 1)
+    model.extend(window, cache)  # the ring is full
+    filled = cache.time
+
+    def cached() -> None:
+        cache.time = filled  # the same state every repeat: one token in, the oldest out
+        model.extend(new_token, cache, last_only=True)
+
+    def recomputed() -> None:
+        with torch.no_grad():
+            model.logits(model.hidden_states(window)[:, -1])
+
+    rows = []
+    for count in env_counts:
+        agent = GatoAgent(model, task, None, temperature=1.0)
+        rollout = agent.rollout(count, num_envs=count, seed=seed, max_steps=episode_steps, progress=False)
+        rows.append({"envs": count, "env_steps": rollout.env_steps, "seconds": rollout.seconds,
+                     "env_steps_per_s": rollout.steps_per_second})
+    cached_s, recomputed_s = _timed(cached, repeats), _timed(recomputed, repeats)
+    return {"task": task, "context_length": config.context_length, "threads": torch.get_num_threads(),
+            "cached_s": cached_s, "recomputed_s": recomputed_s, "speedup": recomputed_s / cached_s,
+            "action_tokens": codec.action_tokens, "rollouts": rows}

@@ -154,6 +154,47 @@ def _bench_train(args) -> int:
     return 0
 
 
+def _bench_act(args) -> int:
+    import torch
+
+    from gato_min.benchmarks import bench_act
+    from gato_min.config import GatoConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = GatoConfig.from_preset(args.preset)
+    result = bench_act(config, args.task, args.repeats, tuple(args.envs), args.episode_steps)
+    print(f"acting, {args.preset}, {args.task}, full context of {result['context_length']} tokens, "
+          f"{result['threads']} threads")
+    print(f"per action token: cached {result['cached_s'] * 1e3:.2f} ms, recomputing the context "
+          f"{result['recomputed_s'] * 1e3:.2f} ms: {result['speedup']:.1f}x faster with the cache "
+          f"({result['action_tokens']} action tokens per step)")
+    for row in result["rollouts"]:
+        print(f"batched rollout, {row['envs']:3d} envs: {row['env_steps_per_s']:8,.0f} env-steps/s "
+              f"({row['env_steps']} steps in {row['seconds']:.1f} s)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import torch
+
+    from gato_min.evaluate import evaluate_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = evaluate_run(args.run, args.tasks, args.episodes, args.envs, args.seed,
+                          0 if args.no_prompt else args.prompt_tokens, args.temperature, args.out, args.gif_steps,
+                          args.max_steps, args.cache, args.device, not args.no_progress)
+    out = Path(args.out) if args.out else Path(args.run) / "eval"
+    print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
+    for row in report["tasks"]:
+        d4rl = f"{row['d4rl_score_mean']:.1f} ± {row['d4rl_score_ci95']:.1f}" if "d4rl_score_mean" in row else "-"
+        print(f"{row['task']:12s} {row['return_mean']:>11.1f} ± {row['return_ci95']:<7.1f} "
+              f"{row['score_mean']:>7.1f} ± {row['score_ci95']:<6.1f} {d4rl:>16s} {row['env_steps_per_s']:12.0f}")
+    print(f"report -> {out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,6 +311,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="play a trained run's tasks with demonstration prompts; report scores")
+    p.add_argument("--run", required=True, help="run folder written by train")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to play (default: the run's control tasks)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--envs", type=int, default=10, help="environments played at once")
+    p.add_argument("--seed", type=int, default=0, help="episode i starts from seed + i; also seeds sampling")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="prompt length in tokens, cut to whole timesteps (default: the context length)")
+    p.add_argument("--no-prompt", action="store_true", help="act without a demonstration prompt")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely token)")
+    p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps")
+    p.add_argument("--out", default=None, help="report folder (default RUN/eval)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--cache", default=None, help="cache root of the demonstrations' data")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("bench-act", help="per-action latency with vs without the key/value cache; env-steps/s")
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--task", default="halfcheetah")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--envs", nargs="+", type=int, default=[1, 8], help="batch sizes of the rollouts")
+    p.add_argument("--episode-steps", type=int, default=200, help="steps per rollout episode")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_bench_act)
     return parser
 
 

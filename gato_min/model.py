@@ -26,6 +26,8 @@ memory in the manner of Transformer-XL, whose kept states carry what came before
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,9 +38,13 @@ from gato_min.embed import GatoEmbedding
 class KVCache:
     """Keys and values of the tokens seen so far, per layer, for `batch_size` sequences.
 
-    `capacity` tokens are kept (default: the context length); older ones are dropped first.
-    `keep` marks, per sequence, which cached tokens may be attended to: `reset(rows)` forgets a
-    sequence's history (a new episode in a batch of environments) without touching the others.
+    A ring of `capacity` slots (default: the context length): once full, each new token takes
+    the slot of the oldest one. Attention here has no positional term, so where a token sits
+    in the ring does not change what it means; `slot_time` (which token of the stream each slot
+    holds) gives the causal order. `keep` marks, per sequence, which slots may be attended to:
+    `reset(rows)` forgets a sequence's history (a new episode in a batch of environments)
+    without touching the others, and `install_prefix` puts a prompt computed once back in front
+    of a sequence's next tokens.
     """
 
     def __init__(self, config, batch_size: int, capacity: int | None = None, device=None, dtype=torch.float32):
@@ -47,41 +53,96 @@ class KVCache:
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.keep = torch.zeros(batch_size, self.capacity, dtype=torch.bool, device=device)
-        self.length = 0  # filled slots (the same for every sequence; `keep` says which count)
+        self.slot_time = torch.full((self.capacity,), -1, dtype=torch.long, device=device)
+        self.time = 0  # tokens written so far (the same for every sequence; `keep` says which count)
+        self.slots = torch.zeros(0, dtype=torch.long, device=device)  # where the current call writes
 
     @property
     def batch_size(self) -> int:
         return self.keep.shape[0]
 
+    @property
+    def length(self) -> int:
+        """Filled slots: the tokens written so far, up to the capacity."""
+        return min(self.time, self.capacity)
+
     def reset(self, rows=None) -> None:
-        """Forget the history of sequences `rows` (default: all)."""
+        """Forget the history of sequences `rows` (default: all, and empty the ring)."""
         if rows is None:
             self.keep.zero_()
-            self.length = 0
+            self.slot_time.fill_(-1)
+            self.time = 0
         else:
             self.keep[torch.as_tensor(rows, dtype=torch.long, device=self.keep.device)] = False
 
-    def attention_mask(self, new: int) -> torch.Tensor:
-        """Marks the `new` tokens about to be added as kept and returns which slots each may
-        attend to: (B, 1, new, length + new), causal among the new ones, kept among the old."""
-        start, total = self.length, self.length + new
-        self.keep[:, start:total] = True
-        slots = torch.arange(total, device=self.keep.device)
-        causal = slots[None, :] <= (start + torch.arange(new, device=self.keep.device))[:, None]
-        return causal[None, None] & self.keep[:, None, None, :total]
-
-    def make_room(self, new: int) -> None:
-        """Drop the oldest entries so that `new` more tokens fit."""
+    def begin(self, new: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Claim slots for `new` tokens about to be added (evicting the oldest when full) and
+        return which slots each may attend to: (B, 1, new, used), causal among the new ones and
+        limited to kept slots among the old. `keep` (B, new) bool leaves some new tokens out of
+        every later token's view (default: all kept); each token always sees itself."""
         if new > self.capacity:
             raise ValueError(f"cannot add {new} tokens to a cache of capacity {self.capacity}")
-        overflow = self.length + new - self.capacity
-        if overflow > 0:
-            kept = self.length - overflow
-            for buffers in (self.keys, self.values):
-                for buffer in buffers:
-                    buffer[:, :, :kept] = buffer[:, :, overflow:self.length].clone()
-            self.keep[:, :kept] = self.keep[:, overflow:self.length].clone()
-            self.length = kept
+        device = self.keep.device
+        times = self.time + torch.arange(new, device=device)
+        self.slots = times % self.capacity
+        self.slot_time[self.slots] = times
+        self.keep[:, self.slots] = True if keep is None else keep.to(device=device, dtype=torch.bool)
+        used = min(self.time + new, self.capacity)
+        mask = (self.slot_time[None, :used] <= times[:, None])[None, None] & self.keep[:, None, None, :used]
+        mask[:, :, torch.arange(new, device=device), self.slots] = True
+        return mask
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer `layer`'s keys and values (B, H, new, d) of the current call; return the
+        filled part of the ring to attend over."""
+        self.keys[layer][:, :, self.slots] = keys
+        self.values[layer][:, :, self.slots] = values
+        used = min(self.time + keys.shape[2], self.capacity)
+        return self.keys[layer][:, :, :used], self.values[layer][:, :, :used]
+
+    def finish(self, new: int) -> None:
+        self.time += new
+
+    def prefix(self, row: int = 0) -> "CachePrefix":
+        """The cached keys and values of sequence `row`, in order, for `install_prefix`: the
+        state after a prompt, computed once and reused for every episode."""
+        if self.time > self.capacity:
+            raise ValueError("the cache has wrapped around; a prefix must fit in it whole")
+        if not bool(self.keep[row, :self.time].all()):
+            raise ValueError(f"sequence {row} of the cache has forgotten part of its history; nothing to copy")
+        return CachePrefix([k[row, :, :self.time].clone() for k in self.keys],
+                           [v[row, :, :self.time].clone() for v in self.values])
+
+    def install_prefix(self, rows, prefix: "CachePrefix") -> None:
+        """Make `prefix` the whole history of sequences `rows`: it takes their most recent
+        slots (claimed for every sequence first if fewer are filled), everything else is
+        forgotten. The next tokens of those rows then follow the prefix as if it had been fed."""
+        size = prefix.length
+        if size > self.capacity:
+            raise ValueError(f"a prefix of {size} tokens does not fit a cache of capacity {self.capacity}")
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.keep.device).reshape(-1)
+        if self.length < size:  # claim the missing slots; no other sequence keeps them
+            claimed = torch.zeros(self.batch_size, size - self.length, dtype=torch.bool, device=self.keep.device)
+            self.begin(size - self.length, keep=claimed)
+            self.finish(size - self.length)
+        slots = (self.time - size + torch.arange(size, device=self.keep.device)) % self.capacity
+        for buffers, stored in ((self.keys, prefix.keys), (self.values, prefix.values)):
+            for buffer, part in zip(buffers, stored):
+                buffer[rows[:, None], :, slots[None, :]] = part.permute(1, 0, 2).to(buffer.dtype)[None]
+        self.keep[rows] = False
+        self.keep[rows[:, None], slots[None, :]] = True
+
+
+@dataclass
+class CachePrefix:
+    """One sequence's keys and values per layer, (H, length, d) each: a prompt, ready to install."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[1]
 
 
 class CausalSelfAttention(nn.Module):
@@ -98,13 +159,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, self.d_head).permute(2, 0, 3, 1, 4)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # new tokens sit at slots [start, start + length) after the cached ones
-            start = cache.length
-            total = start + length
-            cache.keys[layer][:, :, start:total] = k
-            cache.values[layer][:, :, start:total] = v
-            y = F.scaled_dot_product_attention(q, cache.keys[layer][:, :, :total], cache.values[layer][:, :, :total],
-                                               attn_mask=mask)
+        else:  # the new tokens' keys and values join the ring, then they attend over it
+            keys, values = cache.write(layer, k, v)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(batch, length, self.n_head * self.d_head))
 
 
@@ -158,21 +215,20 @@ class GatoModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def hidden_states(self, batch, cache: KVCache | None = None) -> torch.Tensor:
+    def hidden_states(self, batch, cache: KVCache | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embedding(batch)
         if cache is None and x.shape[1] > self.config.context_length:
             raise ValueError(f"sequence of {x.shape[1]} tokens exceeds context_length={self.config.context_length}")
         if cache is not None:
             if x.shape[0] != cache.batch_size:
                 raise ValueError(f"batch of {x.shape[0]} sequences for a cache of {cache.batch_size}")
-            cache.make_room(x.shape[1])
-            mask = cache.attention_mask(x.shape[1])
+            mask = cache.begin(x.shape[1], keep)
         else:
             mask = None
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer, mask)
         if cache is not None:
-            cache.length += x.shape[1]
+            cache.finish(x.shape[1])
         return self.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -184,10 +240,12 @@ class GatoModel(nn.Module):
         return self.logits(self.hidden_states(batch))
 
     @torch.no_grad()
-    def extend(self, batch, cache: KVCache) -> torch.Tensor:
+    def extend(self, batch, cache: KVCache, keep: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Feed the tokens of `batch` after those in `cache`; logits (B, L, vocab) of the new
-        positions. The same numbers as a full forward over the whole history while it fits."""
-        return self.logits(self.hidden_states(batch, cache))
+        positions (only the last one, (B, vocab), with `last_only`). The same numbers as a full
+        forward over the whole history while it fits. `keep` (B, L) bool: see `KVCache.begin`."""
+        hidden = self.hidden_states(batch, cache, keep)
+        return self.logits(hidden[:, -1] if last_only else hidden)
 
     def token_losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of every counted next token, and where they are: (losses (N,), counted

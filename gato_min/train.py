@@ -217,18 +217,10 @@ def _split(count: int, fraction: float) -> int:
     return min(count - 1, max(1, round(count * fraction)))
 
 
-def load_task_data(task: str, settings: TrainSettings, config: GatoConfig, cache=None, progress: bool = True) -> TaskData:
-    """Collect (or read from the cache) a task's episodes, filter, split and tokenize them."""
-    tokenizer = Tokenizer(config)
-    if task == TEXT_TASK:
-        from gato_min.text_model import CORPUS_FILE
-
-        stream = tokenizer.encode_text(Path(CORPUS_FILE).read_text())
-        cut = len(stream) - _split(len(stream), settings.heldout_fraction)
-        train, heldout = stream[:cut], stream[cut:]
-        baseline = _marginal_loss(train[:, None], heldout[:, None], config.vocab.size)
-        return TaskData(task, train, heldout, baseline, {"tokens": len(stream), "heldout_tokens": len(heldout)})
-
+def task_episodes(task: str, settings: TrainSettings, cache=None, progress: bool = True):
+    """A task's episodes as a run uses them: collected (or read from the cache), filtered to
+    those reaching `min_return_fraction` of the expert return, split into (train, held-out)
+    lists; also the number collected. The agent takes its demonstrations from the held-out side."""
     from gato_min.data.collect import load_or_collect
     from gato_min.data.episodes import filter_by_return
     from gato_min.data.tasks import check_tier, reference_returns
@@ -250,11 +242,28 @@ def load_task_data(task: str, settings: TrainSettings, config: GatoConfig, cache
                 f"of the expert return (random {ref['random']:.1f}, expert {ref['expert']:.1f}); collect more episodes, "
                 "use a better tier, or lower min_return_fraction (0 keeps everything)")
     held = _split(len(episodes), settings.heldout_fraction)
-    train = TokenizedEpisodes(episodes[:-held], tokenizer, task)
-    heldout = TokenizedEpisodes(episodes[-held:], tokenizer, f"{task} (held out)")
+    return episodes[:-held], episodes[-held:], len(data)
+
+
+def load_task_data(task: str, settings: TrainSettings, config: GatoConfig, cache=None, progress: bool = True) -> TaskData:
+    """Collect (or read from the cache) a task's episodes, filter, split and tokenize them."""
+    tokenizer = Tokenizer(config)
+    if task == TEXT_TASK:
+        from gato_min.text_model import CORPUS_FILE
+
+        stream = tokenizer.encode_text(Path(CORPUS_FILE).read_text())
+        cut = len(stream) - _split(len(stream), settings.heldout_fraction)
+        train, heldout = stream[:cut], stream[cut:]
+        baseline = _marginal_loss(train[:, None], heldout[:, None], config.vocab.size)
+        return TaskData(task, train, heldout, baseline, {"tokens": len(stream), "heldout_tokens": len(heldout)})
+
+    train_episodes, heldout_episodes, collected = task_episodes(task, settings, cache, progress)
+    train = TokenizedEpisodes(train_episodes, tokenizer, task)
+    heldout = TokenizedEpisodes(heldout_episodes, tokenizer, f"{task} (held out)")
     baseline = _marginal_loss(train.action_ids, heldout.action_ids, config.vocab.size)
-    info = {"episodes_collected": len(data), "episodes_kept": len(episodes), "train_episodes": len(episodes) - held,
-            "heldout_episodes": held, "train_timesteps": int(train.lengths.sum()),
+    info = {"episodes_collected": collected, "episodes_kept": len(train_episodes) + len(heldout_episodes),
+            "train_episodes": len(train_episodes), "heldout_episodes": len(heldout_episodes),
+            "train_timesteps": int(train.lengths.sum()),
             "tokens_per_timestep": train.layout.tokens_per_timestep}
     return TaskData(task, train, heldout, baseline, info)
 

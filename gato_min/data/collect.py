@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from gato_min.data.episodes import Episode, EpisodeSet
-from gato_min.data.tasks import check_tier, get_task, make_env, preprocess_frame
+from gato_min.data.tasks import check_tier, get_task, make_env
+from gato_min.envs import model_observation, start_episode
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
 ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
 ACTOR_BATCH = 32  # the MuJoCo actor always runs on chunks of this many rows (see the module docstring)
-ATARI_NOOP_MAX = 30  # each Atari episode starts with 0..30 unrecorded no-ops (seeded per episode)
 
 
 def cache_dir(cache: str | Path | None = None) -> Path:
@@ -136,7 +136,6 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
     num_envs = min(num_envs, episodes)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = [make_env(task, **kwargs) for _ in range(num_envs)]
-    frames = spec.family == "atari"
     results: list[Episode | None] = [None] * episodes
     buffers = [None] * num_envs  # per env: (episode index, observations, actions, rewards)
     current = [None] * num_envs
@@ -147,12 +146,9 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
         if next_episode >= episodes:
             buffers[i] = current[i] = None
             return
-        obs, _ = envs[i].reset(seed=seed + next_episode)
-        if frames:  # Atari: random no-op start; with sticky actions off Pong is otherwise one fixed game
-            for _ in range(np.random.default_rng([seed + next_episode, 1]).integers(0, ATARI_NOOP_MAX + 1)):
-                obs, *_ = envs[i].step(0)
+        obs = start_episode(envs[i], spec, seed + next_episode)
         behaviour.start(i, seed + next_episode)
-        current[i] = preprocess_frame(obs) if frames else np.asarray(obs, dtype=np.float32)
+        current[i] = model_observation(spec, obs)
         buffers[i] = (next_episode, [], [], [])
         next_episode += 1
 
@@ -180,7 +176,7 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
                 bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start_time):.0f}")
                 begin(i)
             else:
-                current[i] = preprocess_frame(obs) if frames else np.asarray(obs, dtype=np.float32)
+                current[i] = model_observation(spec, obs)
     bar.close()
     for env in envs:
         env.close()

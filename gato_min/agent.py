@@ -1,0 +1,231 @@
+"""The agent: a trained model acting in real environments, prompted with a demonstration.
+
+Gato (Reed et al., 2022, Sec. 2.3-2.4, 4.1) acts as follows. Before an episode the model reads a
+prompt, the start of a successful demonstration of the task (by default its first 1024
+tokens). At every step it reads the observation's tokens and the separator, then samples the
+action tokens one at a time, each conditioned on those before it; the decoded action goes to
+the environment. Memory at deployment is kept Transformer-XL style: the keys and values of
+past tokens stay in a cache of `context_length` slots and the oldest give way to new ones.
+
+How gato_min does it (`GatoAgent.rollout`):
+
+* B environments of one task run in lockstep, one row of the `KVCache` each. A step feeds
+  [last action token of the previous step, observation tokens, '|'] in one call, then each
+  further action token in a call of one token (D calls for D action tokens).
+* The prompt is run through the model once per demonstration and its keys and values are
+  installed in a row whenever that row starts an episode (`KVCache.install_prefix`), so a
+  new episode in one row costs no prompt pass and leaves the other rows alone.
+* Action tokens are sampled from the model's distribution restricted to the ids the task can
+  emit (`TaskCodec.action_ids`) at `temperature` (0 = the most likely token); the sampler is
+  seeded, so an evaluation with the same seed and number of environments repeats exactly.
+* Episode i is played from `start_episode(env, spec, seed + i)`, as the collector does, and
+  takes the demonstration i modulo their number as its prompt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gato_min.data.episodes import Episode
+from gato_min.envs import TaskCodec, make_task_env, model_observation, start_episode
+from gato_min.model import CachePrefix, GatoModel, KVCache
+from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+
+
+@dataclass
+class Rollout:
+    """What `GatoAgent.rollout` played: per episode, in episode order."""
+
+    task: str
+    returns: np.ndarray  # (episodes,) float64
+    lengths: np.ndarray  # (episodes,) int64
+    seconds: float  # wall time of the whole rollout
+    env_steps: int  # environment steps of all episodes
+    frames: list[np.ndarray] = field(default_factory=list)  # rendered frames of episode 0, if asked
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.env_steps / max(self.seconds, 1e-9)
+
+
+class GatoAgent:
+    """A `GatoModel` acting in one task's environments.
+
+    `demonstrations`: episodes of the task whose first `prompt_tokens` tokens (whole timesteps;
+    default the context length, the paper's 1024) become the prompts; none or
+    `prompt_tokens=0` acts without a prompt.
+    """
+
+    def __init__(self, model: GatoModel, task: str, demonstrations: list[Episode] | None = None,
+                 prompt_tokens: int | None = None, temperature: float = 1.0):
+        if not isinstance(model, GatoModel):
+            raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = the most likely token), got {temperature}")
+        self.model, self.config = model.eval(), model.config
+        self.codec = TaskCodec(task, self.config)
+        self.task, self.temperature = task, float(temperature)
+        self.device = next(model.parameters()).device
+        if prompt_tokens is None:
+            prompt_tokens = self.config.context_length
+        if not 0 <= prompt_tokens <= self.config.context_length:
+            raise ValueError(f"prompt_tokens must lie in [0, context_length={self.config.context_length}], "
+                             f"got {prompt_tokens}")
+        tokens_per_timestep = self.codec.layout.tokens_per_timestep
+        self.prompt_steps = prompt_tokens // tokens_per_timestep
+        if prompt_tokens and not self.prompt_steps:
+            raise ValueError(f"prompt_tokens={prompt_tokens} is shorter than one timestep of {task} "
+                             f"({tokens_per_timestep} tokens)")
+        demonstrations = list(demonstrations or []) if self.prompt_steps else []
+        for index, episode in enumerate(demonstrations):
+            self._check_demonstration(episode, index)
+        self.demonstrations = demonstrations
+        self._prefixes: list[CachePrefix] | None = None
+
+    # ------------------------------------------------------------------------------- prompts
+
+    def _check_demonstration(self, episode: Episode, index: int) -> None:
+        spec = self.codec.spec
+        if episode.task and episode.task != self.task:
+            raise ValueError(f"demonstration {index} comes from task {episode.task!r}; the agent acts in {self.task!r} "
+                             "and must be prompted with that task's episodes")
+        if tuple(episode.observations.shape[1:]) != tuple(spec.observation_shape):
+            raise ValueError(f"demonstration {index} has observations of shape {episode.observations.shape[1:]}, "
+                             f"task {self.task!r} has {spec.observation_shape}: not an episode of this task")
+        expected = () if spec.discrete_actions else (spec.action_dim,)
+        if tuple(episode.actions.shape[1:]) != expected:
+            raise ValueError(f"demonstration {index} has actions of shape {episode.actions.shape[1:]}, "
+                             f"task {self.task!r} has {expected}: not an episode of this task")
+
+    def prompt_batch(self, episode: Episode):
+        """The prompt of one demonstration: the tokens of its first `prompt_steps` timesteps."""
+        data = TokenizedEpisodes([episode], self.codec.tokenizer, self.task)
+        steps = min(self.prompt_steps, int(data.lengths[0]))
+        sampler = SequenceSampler(data, self.config)
+        indices = np.arange(steps)[None, :]
+        batch = sampler.batch(indices, np.ones_like(indices, dtype=bool), np.zeros(1, bool), np.zeros(1, bool))
+        return batch.window(0, steps * data.layout.tokens_per_timestep)
+
+    def prefixes(self) -> list[CachePrefix]:
+        """The keys and values of every prompt, computed once."""
+        if self._prefixes is None:
+            self._prefixes = []
+            for episode in self.demonstrations:
+                batch = self.prompt_batch(episode).to(self.device)
+                cache = KVCache(self.config, 1, device=self.device)
+                self.model.extend(batch, cache, last_only=True)
+                self._prefixes.append(cache.prefix(0))
+        return self._prefixes
+
+    # ------------------------------------------------------------------------------- acting
+
+    def sample(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Ids (B,) drawn from (B, vocab) logits restricted to the task's action ids."""
+        low, high = self.codec.action_ids
+        legal = logits[:, low:high].float()
+        if self.temperature == 0:
+            return legal.argmax(dim=1) + low
+        probs = torch.softmax(legal / self.temperature, dim=1)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).reshape(-1).to(logits.device) + low
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray, cache: KVCache, generator: torch.Generator,
+            previous: torch.Tensor | None = None, fresh: np.ndarray | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """One step of B environments: feed their observations, sample their action tokens.
+
+        `previous` (B, 1): the last action token of the previous step, fed now; `fresh` (B,)
+        bool marks rows that have just started an episode, whose `previous` token is not kept.
+        Returns the environment actions and the sampled ids (B, action_tokens)."""
+        codec = self.codec
+        batch = codec.observation_batch(observations, None if previous is None else previous.cpu().numpy())
+        keep = None
+        if previous is not None and fresh is not None and fresh.any():
+            keep = torch.ones(batch.shape, dtype=torch.bool)
+            keep[torch.from_numpy(fresh), 0] = False
+        logits = self.model.extend(batch.to(self.device), cache, keep, last_only=True)
+        ids = torch.empty((len(observations), codec.action_tokens), dtype=torch.long)
+        for j in range(codec.action_tokens):
+            ids[:, j] = self.sample(logits, generator).cpu()
+            if j + 1 < codec.action_tokens:
+                logits = self.model.extend(codec.action_batch(ids[:, j], j).to(self.device), cache, last_only=True)
+        return codec.decode_actions(ids.numpy()), ids[:, -1:]
+
+    def rollout(self, episodes: int, num_envs: int = 8, seed: int = 0, max_steps: int | None = None,
+                record_frames: int = 0, env_fn=None, progress: bool = True) -> Rollout:
+        """Play `episodes` episodes on `num_envs` environments at once; episode i starts from
+        seed `seed + i`. `record_frames` > 0 keeps that many rendered frames of episode 0 (Atari:
+        the screen; MuJoCo: rendered offscreen); `max_steps` cuts episodes short (for tests);
+        `env_fn(task, render)` builds the environments (default: the registry's)."""
+        from tqdm.auto import tqdm
+
+        if not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        spec = self.codec.spec
+        num_envs = min(num_envs, episodes)
+        env_fn = env_fn or (lambda task, render: make_task_env(task, render=render and spec.family == "mujoco"))
+        envs = [env_fn(self.task, record_frames > 0 and i == 0) for i in range(num_envs)]
+        prefixes = self.prefixes()
+        generator = torch.Generator().manual_seed(seed)
+        cache = KVCache(self.config, num_envs, device=self.device)
+        returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+        row_episode = np.full(num_envs, -1)
+        observations = [None] * num_envs
+        frames: list[np.ndarray] = []
+        next_episode, env_steps, start = 0, 0, time.perf_counter()
+
+        def begin(row: int) -> None:
+            nonlocal next_episode
+            if next_episode >= episodes:
+                row_episode[row] = -1
+                return
+            episode = next_episode
+            next_episode += 1
+            row_episode[row] = episode
+            raw = start_episode(envs[row], spec, seed + episode)
+            observations[row] = model_observation(spec, raw)
+            if episode == 0 and record_frames:
+                frames.append(_frame(envs[row], raw, spec))
+            if prefixes:
+                cache.install_prefix([row], prefixes[episode % len(prefixes)])
+            else:
+                cache.reset([row])
+
+        for row in range(num_envs):
+            begin(row)
+        previous = None
+        fresh = np.zeros(num_envs, dtype=bool)
+        bar = tqdm(total=episodes, desc=f"evaluate {self.task}", unit="episode", disable=not progress)
+        while (row_episode >= 0).any():
+            active = row_episode >= 0
+            actions, previous = self.act(np.stack(observations), cache, generator, previous, fresh)
+            fresh[:] = False
+            for row in np.flatnonzero(active):
+                episode = row_episode[row]
+                raw, reward, terminated, truncated, _ = envs[row].step(actions[row])
+                returns[episode] += float(reward)
+                lengths[episode] += 1
+                env_steps += 1
+                observations[row] = model_observation(spec, raw)
+                if episode == 0 and len(frames) < record_frames:
+                    frames.append(_frame(envs[row], raw, spec))
+                if terminated or truncated or (max_steps is not None and lengths[episode] >= max_steps):
+                    bar.update(1)
+                    begin(row)
+                    fresh[row] = True
+        bar.close()
+        for env in envs:
+            env.close()
+        return Rollout(self.task, returns, lengths, time.perf_counter() - start, env_steps, frames)
+
+
+def _frame(env, raw_observation, spec) -> np.ndarray:
+    """The picture of the current state: the Atari screen itself, or MuJoCo's offscreen render."""
+    if spec.family == "atari":
+        return np.asarray(raw_observation, dtype=np.uint8)
+    return np.asarray(env.render(), dtype=np.uint8)

@@ -1,0 +1,221 @@
+"""Scoring a trained run in the real environments and writing its report.
+
+    python -m gato_min evaluate --run runs/x --tasks halfcheetah --episodes 10
+
+Gato (Reed et al., 2022, Sec. 4.1) scores each task on a scale where 0 is a uniformly random
+policy and 100 the task's expert, averaging many rollouts. For every task this module plays
+`episodes` prompted episodes with `GatoAgent`, and reports the mean return and the mean
+normalized score, each with a 95 % confidence interval (Student's t over episodes), plus the
+approximate D4RL-normalized score for MuJoCo tasks (D4RL's references were measured on older
+environment versions). The report folder holds `report.json`, `report.md`, a bar chart
+`scores.png` and a short rollout GIF per task (Atari: the screen; MuJoCo: rendered offscreen
+with MUJOCO_GL=egl, and skipped with a message where no renderer works).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only on this side
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * fraction / a
+
+
+def student_t_quantile(probability: float, dof: int) -> float:
+    """The `probability` quantile of Student's t with `dof` degrees of freedom (bisection on
+    its distribution function, to about 1e-10)."""
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must lie in (0, 1), got {probability}")
+    if dof < 1:
+        raise ValueError(f"dof must be >= 1, got {dof}")
+
+    def cdf(t: float) -> float:
+        tail = 0.5 * _betainc(dof / 2.0, 0.5, dof / (dof + t * t))
+        return 1.0 - tail if t > 0 else tail
+
+    low, high = -1e6, 1e6
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if cdf(middle) < probability:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its `level` confidence interval (Student's t); the half-width is
+    NaN for a single value."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) == 0:
+        raise ValueError("no values to summarize")
+    if len(values) == 1:
+        return float(values[0]), float("nan")
+    half = student_t_quantile(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def task_scores(task: str, returns) -> dict:
+    """Mean ± 95 % CI of the returns and of the normalized (and D4RL-normalized) scores."""
+    from gato_min.data.tasks import d4rl_normalized_score, get_task, normalized_score, reference_returns
+
+    returns = np.asarray(returns, dtype=np.float64)
+    ref = reference_returns(task)
+    row = {"task": task, "episodes": len(returns), "returns": [round(float(r), 3) for r in returns],
+           "random_return": ref["random"], "expert_return": ref["expert"]}
+    row["return_mean"], row["return_ci95"] = mean_ci(returns)
+    row["score_mean"], row["score_ci95"] = mean_ci(normalized_score(task, returns))
+    if get_task(task).d4rl_expert_return is not None:
+        row["d4rl_score_mean"], row["d4rl_score_ci95"] = mean_ci(d4rl_normalized_score(task, returns))
+    return row
+
+
+def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: int = 2) -> Path:
+    """Write every `every`-th frame as an animated GIF, atomically."""
+    import io
+
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("no frames to write")
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames[::every]]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 * every / fps),
+                   loop=0, optimize=True)
+    return atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Bar chart of normalized scores with their 95 % intervals, against random (0) and expert (100)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gato_min.plotting import PALETTE, save_figure, use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(max(3.5, 1.4 * len(rows) + 2), 3.2))
+    names = [row["label"] if "label" in row else row["task"] for row in rows]
+    means = [row["score_mean"] for row in rows]
+    errors = [0.0 if math.isnan(row["score_ci95"]) else row["score_ci95"] for row in rows]
+    ax.bar(names, means, yerr=errors, capsize=4, color=PALETTE[5])
+    for x, mean in enumerate(means):
+        ax.annotate(f"{mean:.0f}", (x, mean), textcoords="offset points", xytext=(0, 3), ha="center")
+    ax.axhline(100, color=PALETTE[3], linestyle="--", linewidth=1, label="expert (100)")
+    ax.axhline(0, color=PALETTE[0], linewidth=0.8, label="random (0)")
+    ax.set_ylabel("normalized score")
+    ax.set_title(title or "score per task, mean and 95 % interval")
+    ax.legend(loc="upper right", fontsize=8)
+    path = Path(path)
+    out = save_figure(fig, path.stem, path.parent)
+    plt.close(fig)
+    return out
+
+
+def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 10, num_envs: int = 10,
+                 seed: int = 0, prompt_tokens: int | None = None, temperature: float = 1.0, out: str | Path | None = None,
+                 gif_steps: int = 200, max_steps: int | None = None, cache=None, device: str = "cpu",
+                 progress: bool = True) -> dict:
+    """Play every task of a run with prompts and write the report; returns it as a dict."""
+    from gato_min.agent import GatoAgent
+    from gato_min.data.tasks import get_task
+    from gato_min.train import TEXT_TASK, load_model, read_settings, task_episodes
+
+    run_dir = Path(run_dir)
+    settings = read_settings(run_dir)
+    tasks = list(tasks or [task for task in settings.tasks if task != TEXT_TASK])
+    if not tasks:
+        raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
+    out = Path(out) if out is not None else run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, notes = [], []
+    for task in tasks:
+        spec = get_task(task)
+        model = load_model(run_dir, task=task, device=device)
+        demonstrations = []
+        if prompt_tokens != 0:
+            demonstrations = task_episodes(task, settings, cache, progress)[1]  # the held-out episodes
+        agent = GatoAgent(model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature)
+        rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
+        row = task_scores(task, rollout.returns)
+        row.update(lengths=rollout.lengths.tolist(), env_steps=rollout.env_steps, seconds=round(rollout.seconds, 2),
+                   env_steps_per_s=round(rollout.steps_per_second, 1), prompt_steps=agent.prompt_steps,
+                   prompts=len(demonstrations))
+        if rollout.frames:
+            row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=50 if spec.family == "mujoco" else 15).name
+        rows.append(row)
+    report = {"run": str(run_dir), "episodes": episodes, "num_envs": num_envs, "seed": seed, "temperature": temperature,
+              "prompt_tokens": prompt_tokens, "tasks": rows, "notes": notes}
+    atomic_write_json(out / "report.json", report)
+    report["chart"] = plot_scores(rows, out / "scores.png",
+                                  f"{run_dir.name}: normalized score, {episodes} episodes per task").name
+    atomic_write_text(out / "report.md", format_report(report))
+    return report
+
+
+def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes):
+    """The rollout, recording frames of episode 0 when a renderer works; otherwise without them."""
+    try:
+        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=gif_steps, progress=progress)
+    except Exception as error:  # no EGL / OSMesa: MuJoCo cannot render offscreen here
+        if gif_steps == 0 or agent.codec.spec.family != "mujoco":
+            raise
+        note = (f"{agent.task}: no rollout GIF, offscreen rendering failed ({type(error).__name__}: {error}); "
+                "set MUJOCO_GL=egl (or osmesa) where a renderer is installed")
+        print(note)
+        notes.append(note)
+        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=0, progress=progress)
+
+
+def format_report(report: dict) -> str:
+    """The report as a Markdown table."""
+    lines = [f"# Evaluation of {report['run']}", "",
+             f"{report['episodes']} episodes per task on {report['num_envs']} environments, seed {report['seed']}, "
+             f"temperature {report['temperature']}, prompt: "
+             + ("none" if report["prompt_tokens"] == 0 else f"first {report['tasks'][0]['prompt_steps']} timesteps of a "
+                "held-out demonstration") + ".", "",
+             "| task | return (mean ± 95 % CI) | score (0 random, 100 expert) | D4RL score (approx.) | env steps/s |",
+             "|---|---|---|---|---|"]
+    for row in report["tasks"]:
+        d4rl = (f"{row['d4rl_score_mean']:.1f} ± {row['d4rl_score_ci95']:.1f}" if "d4rl_score_mean" in row else "–")
+        lines.append(f"| {row['task']} | {row['return_mean']:.1f} ± {row['return_ci95']:.1f} | "
+                     f"{row['score_mean']:.1f} ± {row['score_ci95']:.1f} | {d4rl} | {row['env_steps_per_s']:.0f} |")
+    lines += ["", f"![scores]({report.get('chart', 'scores.png')})", ""]
+    lines += [f"![{row['task']}]({row['gif']})" for row in report["tasks"] if "gif" in row]
+    lines += [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"

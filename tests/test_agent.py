@@ -1,0 +1,225 @@
+"""Acting (gato_min.envs, gato_min.agent, gato_min.evaluate): the cache at a full context,
+legal actions, reproducible rollouts, the report and the bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gato_min.agent import GatoAgent
+from gato_min.config import GatoConfig
+from gato_min.data.collect import collect
+from gato_min.data.episodes import Episode
+from gato_min.data.tasks import get_task, make_env
+from gato_min.envs import TaskCodec, make_task_env, model_observation, start_episode
+from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
+from gato_min.model import GatoModel, KVCache
+from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.tokenize import Tokenizer
+
+TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
+
+
+@pytest.fixture(scope="module")
+def cheetah_episodes():
+    """Two random-policy HalfCheetah episodes of 50 steps (what the env really emits)."""
+    return collect("halfcheetah", "random", 2, seed=0, num_envs=1, progress=False, max_episode_steps=50).episodes
+
+
+def _model(config, seed=0):
+    torch.manual_seed(seed)
+    return GatoModel(config).eval()
+
+
+def test_cached_decoding_equals_a_full_forward_over_a_1024_token_context(cheetah_episodes):
+    """The small preset at its full context: the window fed as the agent feeds it (a prompt,
+    then an observation and '|' per call, then one action token per call) gives the logits of
+    one forward pass over all 1024 tokens."""
+    config = GatoConfig.from_preset("cpu-small")
+    episode = collect("halfcheetah", "random", 1, seed=3, num_envs=1, progress=False, max_episode_steps=43).episodes[0]
+    data = TokenizedEpisodes([episode], Tokenizer(config), "halfcheetah")
+    steps = np.arange(43)[None, :]
+    sampler = SequenceSampler(data, config.replace(context_length=43 * 24))
+    window = sampler.batch(steps, np.ones_like(steps, dtype=bool), np.zeros(1, bool), np.zeros(1, bool)).window(0, 1024)
+    model = _model(config)
+    with torch.no_grad():
+        full = model(window)
+    cache = KVCache(config, batch_size=1)
+    cuts = [0, 480]  # a 20-timestep prompt, then the agent's calls: [obs, '|'] and one action token each
+    for t in range(20, 42):
+        base = t * 24
+        cuts += [base + 18] + [base + 18 + j for j in range(1, 7)]
+    cuts += [1024]
+    pieces = [model.extend(window.window(a, b), cache) for a, b in zip(cuts, cuts[1:])]
+    assert cache.length == 1024
+    torch.testing.assert_close(torch.cat(pieces, 1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_an_installed_prompt_acts_as_if_it_had_been_fed(cheetah_episodes):
+    """The prompt's keys and values, computed once, installed in one row of a running batch:
+    that row's next logits equal feeding prompt + tokens to a fresh cache; the other row is untouched."""
+    model = _model(TINY)
+    agent = GatoAgent(model, "halfcheetah", [cheetah_episodes[0]], prompt_tokens=48)
+    prompt = agent.prompt_batch(cheetah_episodes[0])
+    assert prompt.shape == (1, 48)
+    codec = agent.codec
+    obs = cheetah_episodes[1].observations[:2]
+    cache, untouched = KVCache(TINY, batch_size=2), KVCache(TINY, batch_size=2)
+    for c in (cache, untouched):
+        model.extend(codec.observation_batch(obs), c)  # some history in both rows
+    cache.install_prefix([0], agent.prefixes()[0])
+    after = model.extend(codec.observation_batch(obs), cache)
+    reference = KVCache(TINY, batch_size=1)
+    model.extend(prompt, reference)
+    expected = model.extend(codec.observation_batch(obs[:1]), reference)
+    torch.testing.assert_close(after[0], expected[0], rtol=1e-5, atol=1e-5)
+    # row 1 still sees its own history, as if nothing had been installed
+    torch.testing.assert_close(after[1], model.extend(codec.observation_batch(obs), untouched)[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="capacity"):
+        KVCache(TINY, batch_size=1, capacity=40).install_prefix([0], agent.prefixes()[0])
+
+
+def test_the_ring_keeps_exactly_its_capacity_once_full():
+    cache = KVCache(TINY, batch_size=2, capacity=16)
+    for _ in range(5):
+        mask = cache.begin(7)
+        cache.finish(7)
+    assert cache.length == 16 and cache.time == 35
+    assert mask.shape == (2, 1, 7, 16)
+    # the last of the 7 new tokens sees all 16 slots; the first sees the 10 older ones and itself
+    assert mask[0, 0, -1].sum() == 16 and mask[0, 0, 0].sum() == 10
+    cache.reset([1])
+    mask = cache.begin(1)
+    assert mask[0, 0, 0].sum() == 16 and mask[1, 0, 0].sum() == 1
+
+
+def test_codec_tokens_match_the_training_layout(cheetah_episodes):
+    """What the agent feeds for a timestep equals the tokens of the data pipeline."""
+    episode = cheetah_episodes[0]
+    codec = TaskCodec("halfcheetah", TINY)
+    data = TokenizedEpisodes([episode], Tokenizer(TINY), "halfcheetah")
+    batch = SequenceSampler(data, TINY).batch(np.array([[4, 5]]), np.ones((1, 2), bool), np.zeros(1, bool),
+                                              np.zeros(1, bool))
+    previous = codec.encode_actions(episode.actions[4:5])[:, -1:]
+    fed = codec.observation_batch(episode.observations[5:6], previous)
+    start = 24 - 1
+    for name in ("token_ids", "token_kinds", "local_positions"):
+        torch.testing.assert_close(getattr(fed, name)[0], getattr(batch, name)[0, start:start + fed.shape[1]])
+    ids = codec.encode_actions(episode.actions[:3])
+    decoded = codec.decode_actions(ids)
+    assert np.abs(decoded - np.clip(episode.actions[:3], -1, 1)).max() <= 1 / 1024 + 1e-6  # half a bin of 2/1024
+    with pytest.raises(ValueError, match=r"must lie in \[1024, 2048\)"):
+        codec.decode_actions(np.zeros((1, 6), np.int64))
+
+
+class _Checked:
+    """An env wrapper that records every action and checks it lies in the action space."""
+
+    def __init__(self, env, log):
+        self.env, self.log = env, log
+        self.unwrapped = env.unwrapped
+
+    def reset(self, **kwargs):
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        assert self.env.action_space.contains(np.asarray(action, dtype=self.env.action_space.dtype)), action
+        self.log.append(np.asarray(action).copy())
+        return self.env.step(action)
+
+    def render(self):
+        return self.env.render()
+
+    def close(self):
+        self.env.close()
+
+
+@pytest.mark.parametrize("task", ["pong", "halfcheetah"])
+def test_sampled_actions_are_legal_and_in_the_action_space(task):
+    config = GatoConfig.from_preset("cpu-tiny", context_length=128)
+    log = []
+    agent = GatoAgent(_model(config, seed=1), task, None, temperature=1.5)
+    rollout = agent.rollout(3, num_envs=2, seed=0, max_steps=12, progress=False,
+                            env_fn=lambda name, render: _Checked(make_task_env(name), log))
+    assert rollout.lengths.tolist() == [12, 12, 12]
+    actions = np.array(log)  # (for Atari also the seeded no-ops that start each episode)
+    assert len(actions) >= 36
+    if task == "pong":
+        assert actions.dtype.kind in "iu" and set(actions.tolist()) <= set(range(get_task("pong").action_dim))
+        assert len(set(actions.tolist())) > 1  # sampled, not one fixed button
+    else:
+        assert actions.shape == (36, 6)
+
+
+def test_a_rollout_with_a_fixed_seed_repeats_exactly(cheetah_episodes):
+    model = _model(TINY)
+    agent = GatoAgent(model, "halfcheetah", cheetah_episodes, prompt_tokens=48)
+    first = agent.rollout(3, num_envs=2, seed=5, max_steps=30, progress=False)
+    second = agent.rollout(3, num_envs=2, seed=5, max_steps=30, progress=False)
+    other = agent.rollout(3, num_envs=2, seed=6, max_steps=30, progress=False)
+    assert np.array_equal(first.returns, second.returns) and first.returns.dtype == np.float64
+    assert not np.array_equal(first.returns, other.returns)
+    assert first.env_steps == 90
+
+
+def test_bad_inputs_name_what_was_expected(cheetah_episodes, tmp_path):
+    model = _model(TINY)
+    hopper = collect("hopper", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=20).episodes
+    with pytest.raises(ValueError, match="comes from task 'hopper'"):
+        GatoAgent(model, "halfcheetah", hopper)
+    unlabelled = [Episode(hopper[0].observations, hopper[0].actions, hopper[0].rewards, False)]
+    with pytest.raises(ValueError, match=r"observations of shape \(11,\), task 'halfcheetah' has \(17,\)"):
+        GatoAgent(model, "halfcheetah", unlabelled)
+    agent = GatoAgent(model, "halfcheetah", None)
+    with pytest.raises(ValueError, match=r"expects observations of shape \(batch, 17\), got \(2, 11\)"):
+        agent.rollout(2, num_envs=2, max_steps=5, progress=False, env_fn=lambda name, render: make_env("hopper"))
+    with pytest.raises(ValueError, match="prompt_tokens"):
+        GatoAgent(model, "halfcheetah", None, prompt_tokens=10_000)
+    with pytest.raises(ValueError, match="temperature"):
+        GatoAgent(model, "halfcheetah", None, temperature=-1)
+    with pytest.raises(FileNotFoundError, match="missing is not a gato_min run folder"):
+        evaluate_run(tmp_path / "missing")
+    result = subprocess.run([sys.executable, "-m", "gato_min", "evaluate", "--run", str(tmp_path / "missing")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "evaluate: error:" in result.stderr and "does not exist" in result.stderr
+
+
+def test_student_t_quantiles_and_intervals():
+    for dof, expected in [(1, 12.706205), (9, 2.262157), (30, 2.042272), (1000, 1.962339)]:
+        assert student_t_quantile(0.975, dof) == pytest.approx(expected, abs=2e-6)
+    assert student_t_quantile(0.025, 9) == pytest.approx(-2.262157, abs=2e-6)
+    mean, half = mean_ci([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and half == pytest.approx(3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2, rel=1e-6)
+    assert np.isnan(mean_ci([3.0])[1])
+
+
+def test_evaluate_writes_a_report_that_repeats(tmp_path):
+    """A tiny run trained for two steps on random HalfCheetah data, evaluated end to end twice."""
+    from gato_min.train import TrainSettings, train
+
+    cache = tmp_path / "cache"
+    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
+                             heldout_fraction=0.25, steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2,
+                             checkpoint_every=2, eval_batches=1)
+    train(TINY, settings, tmp_path / "run", cache=cache, progress=False)
+    reports = [evaluate_run(tmp_path / "run", episodes=3, num_envs=2, seed=1, prompt_tokens=48, out=tmp_path / name,
+                            gif_steps=0, max_steps=25, cache=cache, progress=False) for name in ("a", "b")]
+    rows = [report["tasks"][0] for report in reports]
+    assert rows[0]["returns"] == rows[1]["returns"] and len(rows[0]["returns"]) == 3
+    assert rows[0]["prompt_steps"] == 2 and rows[0]["prompts"] == 1
+    stored = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert stored["tasks"][0]["score_mean"] == pytest.approx(rows[0]["score_mean"])
+    assert (tmp_path / "a" / "scores.png").stat().st_size > 1000
+    assert "| halfcheetah |" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_atari_episodes_start_like_the_collected_data():
+    """start_episode plays the seeded no-ops that collect played: the same first frame."""
+    spec = get_task("pong")
+    env = make_env("pong")
+    first = model_observation(spec, start_episode(env, spec, 3))
+    data = collect("pong", "random", 1, seed=3, num_envs=1, progress=False, max_episode_steps=2).episodes[0]
+    assert np.array_equal(first, data.observations[0])
