@@ -144,11 +144,12 @@ print("sampled:", np.round(action, 2))
 print("expert: ", np.round(expert_action, 2))
 
 # %% [markdown]
-# ## Check: the cache gives the logits of the whole context
+# ## Check: an installed prompt acts as if it had been fed
 #
-# Feeding the prompt and this step's tokens through one forward pass over the whole context
-# must give the same last distribution as the cached calls — and a decoded action must lie in
-# the action space.
+# Above, the prompt's keys and values were computed once and copied into the cache. Feeding the
+# prompt itself, then this step's tokens, into a fresh cache must give the same distribution
+# for the last torque — and a decoded action must lie in the action space. (Chapter 05 and the
+# tests check that cached calls equal one forward pass over the whole context.)
 
 # %%
 step_tokens = torch.cat([agent.codec.observation_batch(observation[None]).token_ids,

@@ -14,7 +14,6 @@ with MUJOCO_GL=egl, and skipped with a message where no renderer works).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
