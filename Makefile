@@ -1,5 +1,5 @@
 # make test   unit tests + executed chapters (pytest --nbval), in .venv, created if missing
-# make demo   the demo of what gato_min does so far, written under runs/
+# make demo   the whole job on this machine: collect expert data, train, play and score (~10 min, runs/demo)
 # make chapters   re-execute and clean every chapter, regenerate media/
 # make text-model retrain the shipped SentencePiece model from its committed corpus
 # make experts    train (or resume, from the cache or experts/<task>) the MuJoCo TD3 experts
@@ -29,7 +29,7 @@ nbval: $(STAMP)
 	$(PY) -m pytest $(NBVAL) chapters/ -q
 
 demo: $(STAMP)
-	$(PY) -m gato_min tokenize --out runs/tokenize-demo
+	$(PY) -m gato_min demo --out runs/demo
 
 chapters: $(STAMP)
 	$(PY) tools/build_chapters.py

@@ -4,8 +4,22 @@ Gato (Reed et al., 2022, Sec. 2.3-2.4, 4.1) acts as follows. Before an episode t
 prompt, the start of a successful demonstration of the task (by default its first 1024
 tokens). At every step it reads the observation's tokens and the separator, then samples the
 action tokens one at a time, each conditioned on those before it; the decoded action goes to
-the environment. Memory at deployment is kept Transformer-XL style: the keys and values of
-past tokens stay in a cache of `context_length` slots and the oldest give way to new ones.
+the environment. The paper keeps Transformer-XL memory at deployment.
+
+How far back the model looks is the `memory` choice:
+
+* `"window"` (default): what the model sees always looks like a training sequence: the prompt,
+  then whole timesteps of the episode, computed afresh from the first of them. The cache grows
+  one timestep at a time; when the next timestep would not fit in `context_length`, it is
+  rebuilt from the prompt and the most recent half of the room's worth of timesteps, in one
+  call. The model was trained only on sequences that start at a timestep boundary with
+  nothing before them, and this keeps it there (chapter 07: in the ring, the stored cheetah
+  run's first-torque logits drift up to 9 away from those of the same window fed afresh).
+* `"ring"`: Transformer-XL style. The keys and values of past tokens stay in a ring of
+  `context_length` slots and the oldest give way to new ones, token by token, so the oldest
+  visible token can sit mid-timestep and every cached key carries context from before the
+  window. The paper's deployment memory; cheaper (no rebuilds), but out of the training
+  distribution for a model without relative positions.
 
 How gato_min does it (`GatoAgent.rollout`):
 
@@ -15,6 +29,8 @@ How gato_min does it (`GatoAgent.rollout`):
 * The prompt is run through the model once per demonstration and its keys and values are
   installed in a row whenever that row starts an episode (`KVCache.install_prefix`), so a
   new episode in one row costs no prompt pass and leaves the other rows alone.
+* In `"window"` memory the cache never wraps: it is rebuilt for all rows at once, each row
+  from its own prompt and its episode's recent timesteps (`TaskCodec.timesteps_batch`).
 * Action tokens are sampled from the model's distribution restricted to the ids the task can
   emit (`TaskCodec.action_ids`) at `temperature` (0 = the most likely token); the sampler is
   seeded, so an evaluation with the same seed and number of environments repeats exactly.
@@ -55,27 +71,34 @@ class Rollout:
 class GatoAgent:
     """A `GatoModel` acting in one task's environments.
 
-    `demonstrations`: episodes of the task whose first `prompt_tokens` tokens (whole timesteps;
-    default the context length, the paper's 1024) become the prompts; none or
-    `prompt_tokens=0` acts without a prompt.
+    `demonstrations`: episodes of the task whose first `prompt_tokens` tokens (whole timesteps)
+    become the prompts; none or `prompt_tokens=0` acts without a prompt. Default prompt length:
+    with `memory="ring"`, the whole context (the paper's 1024 tokens); with `memory="window"`,
+    the share of the context that training gave prompts (`config.prompt_share`), so that the
+    prompt and the episode fit one window as they did in training.
     """
 
     def __init__(self, model: GatoModel, task: str, demonstrations: list[Episode] | None = None,
-                 prompt_tokens: int | None = None, temperature: float = 1.0):
+                 prompt_tokens: int | None = None, temperature: float = 1.0, memory: str = "window"):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = the most likely token), got {temperature}")
-        self.model, self.config = model.eval(), model.config
+        if memory not in ("window", "ring"):
+            raise ValueError(f"memory must be 'window' or 'ring', got {memory!r}")
+        self.model, self.config, self.memory = model.eval(), model.config, memory
         self.codec = TaskCodec(task, self.config)
         self.task, self.temperature = task, float(temperature)
         self.device = next(model.parameters()).device
-        if prompt_tokens is None:
-            prompt_tokens = self.config.context_length
-        if not 0 <= prompt_tokens <= self.config.context_length:
-            raise ValueError(f"prompt_tokens must lie in [0, context_length={self.config.context_length}], "
-                             f"got {prompt_tokens}")
         tokens_per_timestep = self.codec.layout.tokens_per_timestep
+        context = self.config.context_length
+        if prompt_tokens is None:
+            prompt_tokens = context if memory == "ring" else int(self.config.prompt_share * context)
+        room = context - (tokens_per_timestep if memory == "window" else 0)
+        if not 0 <= prompt_tokens <= room:
+            raise ValueError(f"prompt_tokens must lie in [0, {room}] (context_length={context}"
+                             + (f", less one timestep of {tokens_per_timestep} tokens for the episode in "
+                                "window memory" if memory == "window" else "") + f"), got {prompt_tokens}")
         self.prompt_steps = prompt_tokens // tokens_per_timestep
         if prompt_tokens and not self.prompt_steps:
             raise ValueError(f"prompt_tokens={prompt_tokens} is shorter than one timestep of {task} "
@@ -139,7 +162,7 @@ class GatoAgent:
 
         `previous` (B, 1): the last action token of the previous step, fed now; `fresh` (B,)
         bool marks rows that have just started an episode, whose `previous` token is not kept.
-        Returns the environment actions and the sampled ids (B, action_tokens)."""
+        Returns the environment actions and all their sampled ids (B, action_tokens)."""
         codec = self.codec
         batch = codec.observation_batch(observations, None if previous is None else previous.cpu().numpy())
         keep = None
@@ -152,7 +175,28 @@ class GatoAgent:
             ids[:, j] = self.sample(logits, generator).cpu()
             if j + 1 < codec.action_tokens:
                 logits = self.model.extend(codec.action_batch(ids[:, j], j).to(self.device), cache, last_only=True)
-        return codec.decode_actions(ids.numpy()), ids[:, -1:]
+        return codec.decode_actions(ids.numpy()), ids
+
+    @torch.no_grad()
+    def _rebuild(self, cache: KVCache, history: list[tuple[list, list]], prefixes: list) -> None:
+        """Start the cache afresh: each row's prompt, then as many of its episode's latest whole
+        timesteps as fill half the room the prompt leaves (all of them, at least one step short
+        of a full window), fed in one call."""
+        per_step = self.codec.layout.tokens_per_timestep
+        prompt = max((p.length for p in prefixes if p is not None), default=0)
+        keep = max(0, (self.config.context_length - prompt) // per_step // 2)
+        cache.reset()
+        for row, prefix in enumerate(prefixes):
+            if prefix is not None:
+                cache.install_prefix([row], prefix)
+        if keep == 0 or not any(obs for obs, _ in history):
+            return
+        observations = [np.stack(obs[-keep:]) if obs else np.zeros((0, *self.codec.spec.observation_shape))
+                        for obs, _ in history]
+        actions = [np.stack(ids[-keep:]) if ids else np.zeros((0, self.codec.action_tokens), np.int64)
+                   for _, ids in history]
+        batch = self.codec.timesteps_batch(observations, actions)
+        self.model.extend(batch.to(self.device), cache, batch.attention_mask, last_only=True)
 
     def rollout(self, episodes: int, num_envs: int = 8, seed: int = 0, max_steps: int | None = None,
                 record_frames: int = 0, env_fn=None, progress: bool = True) -> Rollout:
@@ -173,6 +217,8 @@ class GatoAgent:
         prefixes = self.prefixes()
         generator = torch.Generator().manual_seed(seed)
         cache = KVCache(self.config, num_envs, device=self.device)
+        history: list[tuple[list, list]] = [([], []) for _ in range(num_envs)]  # this episode's (obs, ids)
+        row_prefix: list[CachePrefix | None] = [None] * num_envs
         returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
         row_episode = np.full(num_envs, -1)
         observations = [None] * num_envs
@@ -191,8 +237,10 @@ class GatoAgent:
             observations[row] = model_observation(spec, raw)
             if episode == 0 and record_frames:
                 frames.append(_frame(envs[row], raw, spec))
-            if prefixes:
-                cache.install_prefix([row], prefixes[episode % len(prefixes)])
+            history[row] = ([], [])
+            row_prefix[row] = prefixes[episode % len(prefixes)] if prefixes else None
+            if row_prefix[row] is not None:
+                cache.install_prefix([row], row_prefix[row])
             else:
                 cache.reset([row])
 
@@ -201,12 +249,22 @@ class GatoAgent:
         previous = None
         fresh = np.zeros(num_envs, dtype=bool)
         bar = tqdm(total=episodes, desc=f"evaluate {self.task}", unit="episode", disable=not progress)
+        step_tokens = self.codec.layout.tokens_per_timestep
+        window_steps = self.config.context_length // step_tokens
         while (row_episode >= 0).any():
             active = row_episode >= 0
-            actions, previous = self.act(np.stack(observations), cache, generator, previous, fresh)
+            if self.memory == "window" and cache.time + step_tokens - (previous is None) > cache.capacity:
+                self._rebuild(cache, history, row_prefix)
+                previous, fresh[:] = None, False
+            actions, ids = self.act(np.stack(observations), cache, generator, previous, fresh)
+            previous = ids[:, -1:]
             fresh[:] = False
             for row in np.flatnonzero(active):
                 episode = row_episode[row]
+                if self.memory == "window":  # a window's worth is all a rebuild can use
+                    for kept, item in zip(history[row], (observations[row], ids[row].numpy())):
+                        kept.append(item)
+                        del kept[:-window_steps]
                 raw, reward, terminated, truncated, _ = envs[row].step(actions[row])
                 returns[episode] += float(reward)
                 lengths[episode] += 1

@@ -57,7 +57,7 @@ def _collect(args) -> int:
     from gato_min.data.formats import read_d4rl
 
     path = collect_to_file(args.task, args.tier, args.episodes, args.seed, args.num_envs, out=args.out,
-                           cache=args.cache, progress=not args.no_progress)
+                           cache=args.cache, progress=not args.no_progress, action_noise=args.action_noise)
     data = read_d4rl(path)
     returns = data.returns
     print(f"{path}: {len(data)} episodes, {data.num_steps} steps, return {returns.mean():.1f} ± {returns.std():.1f}")
@@ -120,7 +120,8 @@ def _train(args) -> int:
     from gato_min.config import GatoConfig
     from gato_min.train import TrainSettings, train
 
-    overrides = {"context_length": args.context_length, "action_positions": args.action_positions}
+    overrides = {"context_length": args.context_length, "action_positions": args.action_positions,
+                 "value_init": args.value_init}
     config = GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
     names = {f for f in TrainSettings.__dataclass_fields__}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -184,7 +185,7 @@ def _evaluate(args) -> int:
         torch.set_num_threads(args.threads)
     report = evaluate_run(args.run, args.tasks, args.episodes, args.envs, args.seed,
                           0 if args.no_prompt else args.prompt_tokens, args.temperature, args.out, args.gif_steps,
-                          args.max_steps, args.cache, args.device, not args.no_progress)
+                          args.max_steps, args.cache, args.device, not args.no_progress, args.memory)
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
     for row in report["tasks"]:
@@ -195,9 +196,26 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from gato_min.pipeline import run_demo
+
+    run_demo(args.out, args.steps, args.episodes, args.eval_episodes, args.threads, args.cache, not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the whole job: collect expert data, train a small Gato, play and score it (~10 min)")
+    p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
+    p.add_argument("--steps", type=int, default=1500, help="training steps")
+    p.add_argument("--episodes", type=int, default=300, help="expert episodes to collect")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes played to score the agent")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("tokenize", help="show how one MuJoCo timestep and one Atari frame become tokens")
     p.add_argument("--preset", default="cpu-small", help="config preset whose vocabulary to use")
@@ -219,8 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=seed+i)")
     p.add_argument("--num-envs", type=int, default=4, help="environments played at once")
+    p.add_argument("--action-noise", type=float, default=0.0,
+                   help="Gaussian noise on a MuJoCo actor's torques, played and recorded (TD3 explored with 0.1)")
     p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
-    p.add_argument("--out", default=None, help="output file (default <cache>/datasets/<task>-<tier>-<N>ep-seed<S>.hdf5)")
+    p.add_argument("--out", default=None,
+                   help="output file (default <cache>/datasets/<task>-<tier>[-noise<s>]-<N>ep-seed<S>.hdf5)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_collect)
 
@@ -289,11 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
     p.add_argument("--action-positions", choices=["none", "local"], default=None,
                    help="override the preset's local positions of action tokens (see gato_min.positions)")
+    p.add_argument("--value-init", choices=("normal", "smooth"), default=None,
+                   help="override the preset's init of the continuous-bin embeddings (see gato_min.model)")
     p.add_argument("--tasks", nargs="+", default=None, help=f"tasks, or 'text' for the prose corpus (default {d.tasks[0]})")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="sampling weight per task (default equal)")
     p.add_argument("--tier", default=None, help=f"behaviour-data tier (default {d.tier})")
     p.add_argument("--episodes", type=int, default=None, help=f"episodes collected per task (default {d.episodes})")
     p.add_argument("--data-seed", type=int, default=None, help=f"seed of the collected data (default {d.data_seed})")
+    p.add_argument("--action-noise", type=float, default=None,
+                   help=f"noise on the MuJoCo actors' torques while collecting (default {d.action_noise}; see collect)")
     p.add_argument("--min-return-fraction", type=float, default=None,
                    help=f"train on episodes reaching this share of the expert return (default {d.min_return_fraction}; 0 keeps all)")
     p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {d.steps})")
@@ -319,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--envs", type=int, default=10, help="environments played at once")
     p.add_argument("--seed", type=int, default=0, help="episode i starts from seed + i; also seeds sampling")
     p.add_argument("--prompt-tokens", type=int, default=None,
-                   help="prompt length in tokens, cut to whole timesteps (default: the context length)")
+                   help="prompt length in tokens, cut to whole timesteps (default: the context length with "
+                        "--memory ring, the training prompt share of it with --memory window)")
+    p.add_argument("--memory", choices=("window", "ring"), default="window",
+                   help="window: rebuild the context from timestep boundaries as in training (default); "
+                        "ring: Transformer-XL style token ring")
     p.add_argument("--no-prompt", action="store_true", help="act without a demonstration prompt")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely token)")
     p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")

@@ -26,6 +26,8 @@ class GatoConfig:
     # --- embedding (Sec. 2.2, App. C.2) ---
     patch_channels: int = 128  # channels inside the per-patch ResNet block (the paper does not say)
     patch_groups: int = 32  # GroupNorm groups in that block (reimplementations use 32)
+    value_init: str = "normal"  # init of the continuous-bin rows of the token table: "normal" (like every
+    #                             row), or "smooth": neighbouring bins start close (gato_min.model)
     # --- position encodings (App. C.3) ---
     position_bins: int = 128  # quantization of a patch's row/column interval
     max_local_positions: int = 512  # size of the local observation position table
@@ -61,6 +63,8 @@ class GatoConfig:
                              f"patch_groups ({self.patch_groups})")
         if self.feedforward not in ("gelu", "geglu"):
             raise ValueError(f"GatoConfig.feedforward must be 'gelu' or 'geglu', got {self.feedforward!r}")
+        if self.value_init not in ("normal", "smooth"):
+            raise ValueError(f"GatoConfig.value_init must be 'normal' or 'smooth', got {self.value_init!r}")
         if self.action_positions not in ("none", "local"):
             raise ValueError(f"GatoConfig.action_positions must be 'none' or 'local', got {self.action_positions!r}")
         for name in ("prompt_fraction", "prompt_end_fraction", "prompt_share"):

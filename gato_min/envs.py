@@ -19,6 +19,8 @@ no-ops, seeded per episode), so scores compare with the reference returns.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -117,6 +119,36 @@ class TaskCodec:
             local = np.concatenate([self.local[len(self.local) - prefix:], local])
         return _batch(np.concatenate(parts, axis=1), kinds, local, patches, prefix, self)
 
+    def timesteps_batch(self, observations: list[np.ndarray], action_ids: list[np.ndarray]) -> Batch:
+        """Whole timesteps [observation tokens, '|', action tokens] of B environments, as the
+        training data lays them out: row b holds the `len(observations[b])` timesteps of
+        observations[b] ((k, *observation_shape)) and action_ids[b] ((k, action_tokens)),
+        right-aligned; rows with fewer timesteps are padded in front (padding kind)."""
+        size, n_obs, per_step = len(observations), self.observation_tokens, self.layout.tokens_per_timestep
+        steps = max(len(obs) for obs in observations)
+        ids = np.zeros((size, steps, per_step), np.int64)
+        kinds = np.tile(self.kinds, (size, steps, 1))
+        frames = np.zeros((size, steps, *self.spec.observation_shape),
+                          np.uint8 if self.layout.image_shape is not None else np.float32)
+        for row, (obs, actions) in enumerate(zip(observations, action_ids)):
+            count = len(obs)
+            if count != len(actions):
+                raise ValueError(f"row {row} has {count} observations but {len(actions)} actions")
+            if count:
+                frames[row, steps - count:] = self.check_observations(obs)
+                ids[row, steps - count:, n_obs + 1:] = np.asarray(actions, dtype=np.int64).reshape(count, -1)
+            kinds[row, :steps - count] = PAD
+        ids[:, :, n_obs] = self.config.vocab.separator_id
+        patches = None
+        if self.layout.image_shape is not None:
+            patches = torch.from_numpy(cut_patches(frames.reshape(size * steps, *frames.shape[2:]),
+                                                   self.config.patch_size))
+        else:
+            ids[:, :, :n_obs] = self.tokenizer.encode_continuous(frames).reshape(size, steps, n_obs)
+        ids[kinds == PAD] = 0
+        return _batch(ids.reshape(size, -1), kinds.reshape(size, -1), np.tile(self.local, steps), patches, 0, self,
+                      patch_stride=per_step)
+
     def action_batch(self, ids: np.ndarray | torch.Tensor, index: int) -> Batch:
         """Action token number `index` of the current timestep, one per environment: (B,) ids."""
         ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1, 1).numpy()
@@ -146,16 +178,19 @@ class TaskCodec:
 
 
 def _batch(ids: np.ndarray, kinds: np.ndarray, local: np.ndarray, patches: torch.Tensor | None, patch_offset: int,
-           codec: TaskCodec) -> Batch:
-    """A Batch of the same token layout in every row; `patches` (B, N, C, P, P) fill the N
-    columns from `patch_offset`."""
+           codec: TaskCodec, patch_stride: int = 0) -> Batch:
+    """A Batch of B rows of tokens; `kinds` is one row's layout (tiled to every row) or (B, L).
+    `patches` (B * S, N, C, P, P) are S frames per row: frame s fills the N columns from
+    `patch_offset + s * patch_stride`."""
     size, length = ids.shape
-    kinds = np.tile(kinds, (size, 1))
+    kinds = np.broadcast_to(kinds, (size, length))
     if patches is not None:
-        count = patches.shape[1]
-        index = (torch.arange(size)[:, None] * length + patch_offset + torch.arange(count)[None, :]).reshape(-1)
+        frames, count = patches.shape[0] // size, patches.shape[1]
+        starts = (torch.arange(size)[:, None] * length + patch_offset
+                  + patch_stride * torch.arange(frames)[None, :]).reshape(-1)
+        index = (starts[:, None] + torch.arange(count)[None, :]).reshape(-1)
         flat = patches.reshape(-1, *patches.shape[2:])
-        rows, cols = codec.row_ranges.repeat(size, 1), codec.col_ranges.repeat(size, 1)
+        rows, cols = codec.row_ranges.repeat(size * frames, 1), codec.col_ranges.repeat(size * frames, 1)
     else:
         flat = torch.zeros((0, 3, codec.config.patch_size, codec.config.patch_size), dtype=torch.uint8)
         index = torch.zeros(0, dtype=torch.long)
@@ -173,11 +208,14 @@ RENDER_SIZE = 192  # side of MuJoCo's offscreen frames, in pixels
 
 
 def make_task_env(task: str, render: bool = False, **overrides):
-    """The task's gymnasium env; `render=True` asks for rgb_array frames (MuJoCo renders
-    offscreen: set MUJOCO_GL=egl, or osmesa, before the first environment is made)."""
+    """The task's gymnasium env; `render=True` asks for rgb_array frames. MuJoCo then renders
+    offscreen: MUJOCO_GL defaults to egl here (set it to osmesa where only that works), because
+    gymnasium's first choice without it, a GLFW window, aborts the process on a machine
+    without a display instead of raising an error."""
     if render:
         overrides.setdefault("render_mode", "rgb_array")
         if get_task(task).family == "mujoco":
+            os.environ.setdefault("MUJOCO_GL", "egl")
             overrides.setdefault("width", RENDER_SIZE)
             overrides.setdefault("height", RENDER_SIZE)
     return make_env(task, **overrides)

@@ -149,8 +149,9 @@ def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
 def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 10, num_envs: int = 10,
                  seed: int = 0, prompt_tokens: int | None = None, temperature: float = 1.0, out: str | Path | None = None,
                  gif_steps: int = 200, max_steps: int | None = None, cache=None, device: str = "cpu",
-                 progress: bool = True) -> dict:
-    """Play every task of a run with prompts and write the report; returns it as a dict."""
+                 progress: bool = True, memory: str = "window") -> dict:
+    """Play every task of a run with prompts and write the report; returns it as a dict.
+    `memory`: how the agent keeps its context (see `gato_min.agent`)."""
     from gato_min.agent import GatoAgent
     from gato_min.data.tasks import get_task
     from gato_min.train import TEXT_TASK, load_model, read_settings, task_episodes
@@ -169,7 +170,8 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: 
         demonstrations = []
         if prompt_tokens != 0:
             demonstrations = task_episodes(task, settings, cache, progress)[1]  # the held-out episodes
-        agent = GatoAgent(model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature)
+        agent = GatoAgent(model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature,
+                          memory=memory)
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
         row = task_scores(task, rollout.returns)
         row.update(lengths=rollout.lengths.tolist(), env_steps=rollout.env_steps, seconds=round(rollout.seconds, 2),
@@ -179,7 +181,7 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: 
             row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=50 if spec.family == "mujoco" else 15).name
         rows.append(row)
     report = {"run": str(run_dir), "episodes": episodes, "num_envs": num_envs, "seed": seed, "temperature": temperature,
-              "prompt_tokens": prompt_tokens, "tasks": rows, "notes": notes}
+              "memory": memory, "prompt_tokens": prompt_tokens, "tasks": rows, "notes": notes}
     atomic_write_json(out / "report.json", report)
     report["chart"] = plot_scores(rows, out / "scores.png",
                                   f"{run_dir.name}: normalized score, {episodes} episodes per task").name
@@ -205,7 +207,7 @@ def format_report(report: dict) -> str:
     """The report as a Markdown table."""
     lines = [f"# Evaluation of {report['run']}", "",
              f"{report['episodes']} episodes per task on {report['num_envs']} environments, seed {report['seed']}, "
-             f"temperature {report['temperature']}, prompt: "
+             f"temperature {report['temperature']}, {report.get('memory', 'ring')} memory, prompt: "
              + ("none" if report["prompt_tokens"] == 0 else f"first {report['tasks'][0]['prompt_steps']} timesteps of a "
                 "held-out demonstration") + ".", "",
              "| task | return (mean ± 95 % CI) | score (0 random, 100 expert) | D4RL score (approx.) | env steps/s |",

@@ -197,6 +197,26 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def smooth_value_embeddings(num_bins: int, d_model: int, frequencies: int = 32, std: float = 0.02,
+                            seed: int = 0) -> torch.Tensor:
+    """(num_bins, d_model) starting embeddings of the continuous bins in which neighbours are close.
+
+    Bin b sits at u = (b + 0.5) / num_bins in [0, 1]; its vector is a fixed random mix of
+    cos(pi k u) and sin(pi k u), k = 1..`frequencies`, weighted 1/k, scaled to `std` per entry.
+    A plain random table makes every bin a stranger to its neighbours, so a value the data
+    rarely shows (a cheetah at rest, a joint at an unusual angle) is read as noise until that
+    very bin has been trained; with this start it reads like the values beside it. The rows are
+    still an ordinary learned table (Sec. 2.2): only where learning starts changes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    u = (torch.arange(num_bins, dtype=torch.float64) + 0.5) / num_bins
+    k = torch.arange(1, frequencies + 1, dtype=torch.float64)
+    features = torch.cat([torch.cos(torch.pi * u[:, None] * k), torch.sin(torch.pi * u[:, None] * k)], dim=1) / torch.cat([k, k])
+    mix = torch.randn(2 * frequencies, d_model, generator=generator, dtype=torch.float64)
+    table = features @ mix
+    return (table / table.std() * std).float()
+
+
 class GatoModel(nn.Module):
     def __init__(self, config, image_channels: int = 3):
         super().__init__()
@@ -205,6 +225,11 @@ class GatoModel(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.apply(self._init_weights)
+        if config.value_init == "smooth":
+            with torch.no_grad():
+                vocab = config.vocab
+                rows = slice(vocab.continuous_offset, vocab.continuous_offset + vocab.num_bins)
+                self.embedding.token_table.weight[rows] = smooth_value_embeddings(vocab.num_bins, config.d_model)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -54,6 +54,7 @@ class TrainSettings:
     tier: str = "expert"  # behaviour-data tier collected for the control tasks
     episodes: int = 100  # episodes collected per control task
     data_seed: int = 0  # seed of the collected episodes
+    action_noise: float = 0.0  # Gaussian noise on the MuJoCo actors' torques while collecting (0.1: TD3's own)
     min_return_fraction: float = 0.8  # keep episodes >= random + f (expert - random) (Sec. 3.1); 0: keep all
     heldout_fraction: float = 0.1  # share of each task's episodes (or text) kept out of training
     # --- optimization (App. C.1: AdamW b1 0.9, b2 0.95, wd 0.1, warm-up, cosine to 1/10, clip 1.0) ---
@@ -223,11 +224,13 @@ def task_episodes(task: str, settings: TrainSettings, cache=None, progress: bool
     lists; also the number collected. The agent takes its demonstrations from the held-out side."""
     from gato_min.data.collect import load_or_collect
     from gato_min.data.episodes import filter_by_return
-    from gato_min.data.tasks import check_tier, reference_returns
+    from gato_min.data.tasks import check_tier, get_task, reference_returns
 
     if settings.tier != "random":
         check_tier(task, settings.tier)
-    data = load_or_collect(task, settings.tier, settings.episodes, settings.data_seed, cache=cache, progress=progress)
+    noise = settings.action_noise if get_task(task).family == "mujoco" else 0.0
+    data = load_or_collect(task, settings.tier, settings.episodes, settings.data_seed, cache=cache, progress=progress,
+                           action_noise=noise)
     episodes = list(data)
     if settings.min_return_fraction > 0:
         ref = reference_returns(task)

@@ -115,6 +115,72 @@ def test_codec_tokens_match_the_training_layout(cheetah_episodes):
         codec.decode_actions(np.zeros((1, 6), np.int64))
 
 
+@pytest.mark.parametrize("task", ["halfcheetah", "pong"])
+def test_timesteps_batch_matches_the_training_layout(task, cheetah_episodes):
+    """Whole timesteps rebuilt by the agent give the logits of the data pipeline's batch; a
+    shorter row is padded in front and its padding is invisible."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27))
+    episode = (cheetah_episodes[0] if task == "halfcheetah"
+               else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0])
+    codec = TaskCodec(task, config)
+    data = TokenizedEpisodes([episode], Tokenizer(config), task)
+    steps = np.array([[2, 3, 4]])
+    training = SequenceSampler(data, config).batch(steps, np.ones((1, 3), bool), np.zeros(1, bool), np.zeros(1, bool))
+    training = training.window(0, 3 * codec.layout.tokens_per_timestep)
+    ids = codec.encode_actions(episode.actions[2:5])
+    rebuilt = codec.timesteps_batch([episode.observations[2:5], episode.observations[4:5]], [ids, ids[2:]])
+    model = _model(config)
+    with torch.no_grad():
+        expected, got = model(training)[0], model(rebuilt)
+    torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+    for name in ("token_ids", "token_kinds", "local_positions"):
+        torch.testing.assert_close(getattr(rebuilt, name)[0], getattr(training, name)[0])
+    # row 1: its one timestep sits at the end, after two timesteps of padding it cannot see
+    cache = KVCache(config, batch_size=2)
+    with torch.no_grad():
+        padded = model.extend(rebuilt, cache, rebuilt.attention_mask)[1]
+        alone = model(codec.timesteps_batch([episode.observations[4:5]], [ids[2:]]))[0]
+    per_step = codec.layout.tokens_per_timestep
+    assert not rebuilt.attention_mask[1, :2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step:].all()
+    torch.testing.assert_close(padded[2 * per_step:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_window_memory_rebuilds_what_training_saw(cheetah_episodes):
+    """After a rebuild, the next observation's logits equal a fresh pass over [prompt, the
+    row's latest timesteps, observation], for each row; the cache never wraps."""
+    model = _model(TINY)
+    agent = GatoAgent(model, "halfcheetah", cheetah_episodes, prompt_tokens=24)
+    assert agent.memory == "window"
+    codec, prefixes = agent.codec, agent.prefixes()
+    episode = cheetah_episodes[1]
+    ids = codec.encode_actions(episode.actions[:10])
+    history = [(list(episode.observations[:10]), list(ids)), (list(episode.observations[:1]), list(ids[:1]))]
+    cache = KVCache(TINY, batch_size=2)
+    agent._rebuild(cache, history, [prefixes[0], prefixes[1]])
+    keep = (96 - 24) // 24 // 2  # half the room the prompt leaves: 1 timestep
+    assert cache.time == 24 + keep * 24 <= cache.capacity
+    obs = episode.observations[10:12]
+    with torch.no_grad():
+        got = model.extend(codec.observation_batch(obs), cache, last_only=True)
+        for row, (steps, actions) in enumerate(history):
+            reference = KVCache(TINY, batch_size=1)
+            reference.install_prefix([0], prefixes[row])
+            model.extend(codec.timesteps_batch([np.stack(steps[-keep:])], [np.stack(actions[-keep:])]), reference)
+            expected = model.extend(codec.observation_batch(obs[row:row + 1]), reference, last_only=True)
+            torch.testing.assert_close(got[row], expected[0], rtol=1e-5, atol=1e-5)
+    lengths = []
+    extend = model.extend
+
+    def watched(batch, cache, keep=None, last_only=False):
+        out = extend(batch, cache, keep, last_only)
+        lengths.append(cache.time)
+        return out
+
+    model.extend = watched
+    agent.rollout(2, num_envs=2, seed=0, max_steps=20, progress=False)
+    assert max(lengths) <= TINY.context_length and len(set(lengths)) > 3
+
+
 class _Checked:
     """An env wrapper that records every action and checks it lies in the action space."""
 

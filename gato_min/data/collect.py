@@ -16,6 +16,12 @@ and every Atari episode starts with 0-30 unrecorded no-ops, the usual protocol, 
 sticky actions off a deterministic player would otherwise play the same Pong game every time. The pseudo-tier `random` (uniform
 random actions) gives the reference return of a random policy.
 
+`action_noise` > 0 adds Gaussian noise of that scale to a MuJoCo actor's torques (clipped to
+[-1, 1], seeded per episode); the noisy torque is both played and recorded. TD3 explored with
+0.1 while it learned; D4RL's datasets likewise come from stochastic policies. A deterministic
+expert only ever shows one narrow tube of states, and a cloned policy that leaves it has never
+seen what to do; noise widens the tube (chapter 07 measures the difference).
+
 Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
 repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
 """
@@ -42,8 +48,10 @@ def cache_dir(cache: str | Path | None = None) -> Path:
     return Path(cache or os.environ.get("GATO_MIN_CACHE") or "~/.cache/gato_min").expanduser()
 
 
-def dataset_path(task: str, tier: str, episodes: int, seed: int, cache: str | Path | None = None) -> Path:
-    return cache_dir(cache) / "datasets" / f"{task}-{tier}-{episodes}ep-seed{seed}.hdf5"
+def dataset_path(task: str, tier: str, episodes: int, seed: int, cache: str | Path | None = None,
+                 action_noise: float = 0.0) -> Path:
+    noise = f"-noise{action_noise:g}" if action_noise else ""
+    return cache_dir(cache) / "datasets" / f"{task}-{tier}{noise}-{episodes}ep-seed{seed}.hdf5"
 
 
 def policy_file(task: str, tier: str) -> Path:
@@ -72,7 +80,7 @@ class _RandomBehaviour:
 class _ActorBehaviour:
     """A shipped TD3 actor, run on a fixed-size batch of all environments."""
 
-    def __init__(self, task: str, tier: str, num_envs: int):
+    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
         from gato_min.data.experts import load_policy
 
         path = policy_file(task, tier)
@@ -80,9 +88,10 @@ class _ActorBehaviour:
             raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
                                     "(train it with python -m gato_min train-expert)")
         self.policy, _ = load_policy(path)
+        self.noise, self.rngs = action_noise, [None] * num_envs
 
     def start(self, env_index: int, episode_seed: int) -> None:
-        pass
+        self.rngs[env_index] = np.random.default_rng([episode_seed, 2])
 
     def act(self, observations, envs, active) -> list:
         shape = observations[active.index(True)].shape
@@ -92,6 +101,11 @@ class _ActorBehaviour:
             if a:
                 batch[i] = obs
         actions = np.concatenate([self.policy.act(batch[i:i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
+        if self.noise:
+            for i, a in enumerate(active):
+                if a:
+                    noise = self.rngs[i].normal(0.0, self.noise, actions.shape[1])
+                    actions[i] = np.clip(actions[i] + noise, -1.0, 1.0)
         return [actions[i] for i in range(len(envs))]
 
 
@@ -111,20 +125,28 @@ class _ScriptedAtariBehaviour:
         return [self.players[i].act(env.unwrapped.ale.getRAM()) if active[i] else None for i, env in enumerate(envs)]
 
 
-def _behaviour(task: str, tier: str, num_envs: int):
+def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0):
     spec = get_task(task)
+    if not (isinstance(action_noise, (int, float)) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a number >= 0, got {action_noise!r}")
+    if action_noise and (tier == "random" or spec.family != "mujoco"):
+        raise ValueError(f"action_noise applies to the MuJoCo actors only, not to {task}/{tier}"
+                         + (" (Atari tiers set their own epsilon)" if spec.family == "atari" else ""))
     if tier == "random":
         return _RandomBehaviour(spec, num_envs)
     check_tier(task, tier)
-    return (_ScriptedAtariBehaviour if spec.family == "atari" else _ActorBehaviour)(task, tier, num_envs)
+    if spec.family == "atari":
+        return _ScriptedAtariBehaviour(task, tier, num_envs)
+    return _ActorBehaviour(task, tier, num_envs, action_noise)
 
 
 # --------------------------------------------------------------------------- collection
 
 
 def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4, progress: bool = True,
-            max_episode_steps: int | None = None) -> EpisodeSet:
-    """Play `episodes` episodes of `task` with the `tier` policy; return them in episode order."""
+            max_episode_steps: int | None = None, action_noise: float = 0.0) -> EpisodeSet:
+    """Play `episodes` episodes of `task` with the `tier` policy (plus `action_noise`, see the
+    module docstring); return them in episode order."""
     from tqdm.auto import tqdm
 
     if not isinstance(episodes, int) or episodes < 1:
@@ -132,7 +154,7 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
     spec = get_task(task)
-    behaviour = _behaviour(task, tier, num_envs)
+    behaviour = _behaviour(task, tier, num_envs, action_noise)
     num_envs = min(num_envs, episodes)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = [make_env(task, **kwargs) for _ in range(num_envs)]
@@ -154,7 +176,8 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
 
     for i in range(num_envs):
         begin(i)
-    bar = tqdm(total=episodes, desc=f"collect {task}/{tier}", unit="episode", disable=not progress)
+    label = f"{task}/{tier}" + (f" + noise {action_noise:g}" if action_noise else "")
+    bar = tqdm(total=episodes, desc=f"collect {label}", unit="episode", disable=not progress)
     while any(b is not None for b in buffers):
         active = [b is not None for b in buffers]
         actions = behaviour.act(current, envs, active)
@@ -181,30 +204,30 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
     for env in envs:
         env.close()
     elapsed = time.perf_counter() - start_time
-    return EpisodeSet(results, {"task": task, "env_id": spec.env_id, "tier": tier, "seed": seed,
+    return EpisodeSet(results, {"task": task, "env_id": spec.env_id, "tier": tier, "seed": seed, "action_noise": action_noise,
                                 "num_envs": num_envs, "steps": steps, "seconds": round(elapsed, 3)})
 
 
 def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4,
                     out: str | Path | None = None, cache: str | Path | None = None, progress: bool = True,
-                    max_episode_steps: int | None = None) -> Path:
+                    max_episode_steps: int | None = None, action_noise: float = 0.0) -> Path:
     """Collect and write a D4RL-format file (default: the cache's `datasets/` folder)."""
     import gato_min
     from gato_min.data.formats import write_d4rl
 
-    data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps)
-    path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache)
-    attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed")}
+    data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps, action_noise)
+    path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise)
+    attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed", "action_noise")}
     attrs["package_version"] = gato_min.__version__
     return write_d4rl(path, data.episodes, attrs)
 
 
 def load_or_collect(task: str, tier: str, episodes: int, seed: int = 0, cache: str | Path | None = None,
-                    num_envs: int = 4, progress: bool = True) -> EpisodeSet:
+                    num_envs: int = 4, progress: bool = True, action_noise: float = 0.0) -> EpisodeSet:
     """The cached dataset for these arguments, collected first if it is not there yet."""
     from gato_min.data.formats import read_d4rl
 
-    path = dataset_path(task, tier, episodes, seed, cache)
+    path = dataset_path(task, tier, episodes, seed, cache, action_noise)
     if not path.exists():
-        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress)
+        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress, action_noise=action_noise)
     return read_d4rl(path)

@@ -1,0 +1,93 @@
+"""The whole job on a fresh machine: behaviour data -> a trained Gato -> scores in the real env.
+
+    python -m gato_min demo            (what `make demo` runs)
+
+1. collect: the shipped HalfCheetah expert plays `episodes` episodes with exploration noise
+   (`gato_min.data.collect`); kept in the cache, so a second demo skips this.
+2. train: the small preset on those episodes (`gato_min.train`), the recipe of the stored
+   30-minute run (`DEMO_CONFIG`, `demo_settings`) cut to `steps` optimizer steps.
+3. evaluate: the trained agent plays `eval_episodes` fresh episodes, prompted with a held-out
+   demonstration (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
+
+Every stage shows a progress bar; the summary (stage times, scores) is printed and written to
+`<out>/demo.json`. About 10 minutes on 2 CPU cores (README, "The demo").
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gato_min.config import GatoConfig
+from gato_min.files import atomic_write_json
+from gato_min.train import TrainSettings
+
+DEMO_TASK = "halfcheetah"
+# the cheetah recipe (chapter 07): a short context of 4 timesteps, many windows per step, action
+# tokens with local positions, smooth starting embeddings for the continuous bins
+DEMO_CONFIG = GatoConfig.from_preset("cpu-small", context_length=96, action_positions="local", value_init="smooth")
+
+
+def demo_settings(steps: int = 1500, episodes: int = 300) -> TrainSettings:
+    """The training settings of the demo (and, with more steps, of the stored cheetah run)."""
+    return TrainSettings(tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.1, steps=steps, batch_size=64,
+                         lr=1e-3, warmup_steps=100, eval_every=100, eval_batches=8, checkpoint_every=100)
+
+
+def run_demo(out: str | Path = "runs/demo", steps: int = 1500, episodes: int = 300, eval_episodes: int = 10,
+             threads: int | None = 2, cache=None, progress: bool = True, config: GatoConfig = DEMO_CONFIG,
+             max_steps: int | None = None) -> dict:
+    """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
+    summary that is also written to `<out>/demo.json`. `max_steps` cuts the evaluation's
+    episodes short (for tests)."""
+    import torch
+
+    from gato_min.evaluate import evaluate_run, format_report
+    from gato_min.train import task_episodes, train
+
+    if not isinstance(eval_episodes, int) or eval_episodes < 2:
+        raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    settings = demo_settings(steps, episodes)
+    times = {}
+
+    def stage(number: int, text: str) -> float:
+        print(f"\n[{number}/3] {text}", flush=True)
+        return time.perf_counter()
+
+    begin = stage(1, f"collect: {episodes} episodes of the shipped {DEMO_TASK} expert, "
+                     f"torques + N(0, {settings.action_noise:g}) noise (cached after the first run)")
+    train_episodes, heldout, collected = task_episodes(DEMO_TASK, settings, cache, progress)
+    times["collect_s"] = round(time.perf_counter() - begin, 1)
+    print(f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out for prompts "
+          f"({times['collect_s']:.0f} s)")
+
+    begin = stage(2, f"train: {config.n_layer}-layer Gato ({DEMO_TASK}, {steps} steps of {settings.batch_size} x "
+                     f"{config.context_length} tokens)")
+    result = train(config, settings, out / "run", cache=cache, device="cpu", threads=threads, progress=progress)
+    times["train_s"] = round(time.perf_counter() - begin, 1)
+    summary = result.summary
+    print(f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
+          f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)")
+
+    begin = stage(3, f"evaluate: {eval_episodes} episodes in the real environment, prompted with a held-out "
+                     "demonstration")
+    report = evaluate_run(out / "run", [DEMO_TASK], episodes=eval_episodes, num_envs=eval_episodes, seed=0,
+                          out=out / "eval", max_steps=max_steps, cache=cache, progress=progress)
+    times["evaluate_s"] = round(time.perf_counter() - begin, 1)
+    times["total_s"] = round(sum(times.values()), 1)
+
+    row = report["tasks"][0]
+    print("\n" + format_report(report).split("\n\n![")[0])
+    print(f"\nscore {row['score_mean']:.1f} ± {row['score_ci95']:.1f} (0 = random, 100 = the shipped expert); "
+          f"stages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, "
+          f"evaluate {times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min")
+    print(f"report -> {out / 'eval' / 'report.md'}")
+    result = {"task": DEMO_TASK, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
+              "times": times, "score_mean": row["score_mean"], "score_ci95": row["score_ci95"],
+              "return_mean": row["return_mean"], "heldout_loss": summary["heldout"][DEMO_TASK],
+              "report": str(out / "eval" / "report.md")}
+    atomic_write_json(out / "demo.json", result)
+    return result

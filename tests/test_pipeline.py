@@ -1,0 +1,59 @@
+"""The demo pipeline (gato_min.pipeline) end to end on a tiny budget, and noisy collection."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gato_min.config import GatoConfig
+from gato_min.data.collect import collect, dataset_path
+from gato_min.pipeline import DEMO_CONFIG, demo_settings, run_demo
+
+TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="local", value_init="smooth")
+
+
+def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
+    kwargs = dict(steps=20, episodes=4, eval_episodes=2, threads=None, cache=tmp_path / "cache", progress=False,
+                  config=TINY, max_steps=30)
+    result = run_demo(tmp_path / "demo", **kwargs)
+    printed = capsys.readouterr().out
+    for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "| halfcheetah |", "total"):
+        assert text in printed
+    stored = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert stored == json.loads(json.dumps(result))
+    assert set(result["times"]) == {"collect_s", "train_s", "evaluate_s", "total_s"}
+    assert np.isfinite(result["score_mean"]) and result["heldout_loss"] > 0
+    report = json.loads((tmp_path / "demo" / "eval" / "report.json").read_text())
+    assert report["tasks"][0]["lengths"] == [30, 30] and report["memory"] == "window"
+    data = dataset_path("halfcheetah", "expert", 4, 0, tmp_path / "cache", action_noise=0.1)
+    written = data.stat().st_mtime_ns
+    again = run_demo(tmp_path / "demo", **kwargs)  # data cached, run finished: same scores
+    assert data.stat().st_mtime_ns == written and again["score_mean"] == result["score_mean"]
+
+
+def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
+    assert DEMO_CONFIG.n_layer == 4 and DEMO_CONFIG.context_length == 96 and DEMO_CONFIG.value_init == "smooth"
+    settings = demo_settings(steps=10)
+    assert settings.steps == 10 and settings.action_noise == 0.1
+    with pytest.raises(ValueError, match="eval_episodes"):
+        run_demo("unused", eval_episodes=1)
+
+
+def test_action_noise_is_seeded_clipped_and_recorded():
+    clean = collect("halfcheetah", "expert", 2, seed=0, num_envs=2, progress=False, max_episode_steps=40)
+    noisy = collect("halfcheetah", "expert", 2, seed=0, num_envs=1, progress=False, max_episode_steps=40,
+                    action_noise=0.3)
+    again = collect("halfcheetah", "expert", 2, seed=0, num_envs=2, progress=False, max_episode_steps=40,
+                    action_noise=0.3)
+    for a, b in zip(noisy.episodes, again.episodes):  # the same arrays whatever the number of envs
+        assert np.array_equal(a.actions, b.actions) and np.array_equal(a.observations, b.observations)
+    first_clean, first_noisy = clean.episodes[0], noisy.episodes[0]
+    assert np.array_equal(first_clean.observations[0], first_noisy.observations[0])
+    assert not np.array_equal(first_clean.actions[0], first_noisy.actions[0])
+    assert np.abs(first_noisy.actions).max() <= 1.0 and noisy.attrs["action_noise"] == 0.3
+    assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3).name == "halfcheetah-expert-noise0.3-2ep-seed0.hdf5"
+    assert dataset_path("halfcheetah", "expert", 2, 0, "c").name == "halfcheetah-expert-2ep-seed0.hdf5"
+    with pytest.raises(ValueError, match="MuJoCo actors only"):
+        collect("pong", "expert", 1, progress=False, action_noise=0.1)
+    with pytest.raises(ValueError, match="action_noise must be"):
+        collect("hopper", "expert", 1, progress=False, action_noise=-1)
