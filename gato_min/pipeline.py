@@ -8,6 +8,8 @@
    30-minute run (`DEMO_CONFIG`, `demo_settings`) cut to `steps` optimizer steps.
 3. evaluate: the trained agent plays `eval_episodes` fresh episodes, prompted with a held-out
    demonstration (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
+   Then the same episodes without a prompt (`<out>/eval-no-prompt/`): at this context length
+   the prompt takes half of the window, and the agent does better without it (chapter 07).
 
 Every stage shows a progress bar; the summary (stage times, scores) is printed and written to
 `<out>/demo.json`. About 10 minutes on 2 CPU cores (README, "The demo").
@@ -42,7 +44,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1500, episodes: int = 3
     episodes short (for tests)."""
     import torch
 
-    from gato_min.evaluate import evaluate_run, format_report
+    from gato_min.evaluate import evaluate_run
     from gato_min.train import task_episodes, train
 
     if not isinstance(eval_episodes, int) or eval_episodes < 2:
@@ -73,21 +75,28 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1500, episodes: int = 3
           f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)")
 
     begin = stage(3, f"evaluate: {eval_episodes} episodes in the real environment, prompted with a held-out "
-                     "demonstration")
-    report = evaluate_run(out / "run", [DEMO_TASK], episodes=eval_episodes, num_envs=eval_episodes, seed=0,
-                          out=out / "eval", max_steps=max_steps, cache=cache, progress=progress)
+                     "demonstration, then without a prompt")
+    rows = {}
+    for name, folder, prompt, gif in (("with a prompt", "eval", None, 200), ("no prompt", "eval-no-prompt", 0, 0)):
+        report = evaluate_run(out / "run", [DEMO_TASK], episodes=eval_episodes, num_envs=eval_episodes, seed=0,
+                              prompt_tokens=prompt, out=out / folder, gif_steps=gif, max_steps=max_steps, cache=cache,
+                              progress=progress)
+        rows[name] = report["tasks"][0]
     times["evaluate_s"] = round(time.perf_counter() - begin, 1)
     times["total_s"] = round(sum(times.values()), 1)
 
-    row = report["tasks"][0]
-    print("\n" + format_report(report).split("\n\n![")[0])
-    print(f"\nscore {row['score_mean']:.1f} ± {row['score_ci95']:.1f} (0 = random, 100 = the shipped expert); "
-          f"stages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, "
-          f"evaluate {times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min")
-    print(f"report -> {out / 'eval' / 'report.md'}")
+    print(f"\n{DEMO_TASK}, {eval_episodes} episodes, mean ± 95 % CI   (score: 0 = random, 100 = the shipped expert)")
+    print(f"{'':18s} {'return':>18s} {'score':>14s} {'D4RL score':>14s}")
+    for name, row in rows.items():
+        print(f"{name:18s} {row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
+              f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}")
+    print(f"\nstages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, evaluate "
+          f"{times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min")
+    print(f"reports -> {out / 'eval' / 'report.md'}, {out / 'eval-no-prompt' / 'report.md'}")
     result = {"task": DEMO_TASK, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
-              "times": times, "score_mean": row["score_mean"], "score_ci95": row["score_ci95"],
-              "return_mean": row["return_mean"], "heldout_loss": summary["heldout"][DEMO_TASK],
-              "report": str(out / "eval" / "report.md")}
+              "times": times, "heldout_loss": summary["heldout"][DEMO_TASK],
+              "scores": {name: {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")}
+                         for name, row in rows.items()},
+              "reports": [str(out / folder / "report.md") for folder in ("eval", "eval-no-prompt")]}
     atomic_write_json(out / "demo.json", result)
     return result

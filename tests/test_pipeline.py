@@ -17,18 +17,21 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
                   config=TINY, max_steps=30)
     result = run_demo(tmp_path / "demo", **kwargs)
     printed = capsys.readouterr().out
-    for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "| halfcheetah |", "total"):
+    for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "with a prompt", "no prompt", "total"):
         assert text in printed
     stored = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert stored == json.loads(json.dumps(result))
     assert set(result["times"]) == {"collect_s", "train_s", "evaluate_s", "total_s"}
-    assert np.isfinite(result["score_mean"]) and result["heldout_loss"] > 0
-    report = json.loads((tmp_path / "demo" / "eval" / "report.json").read_text())
-    assert report["tasks"][0]["lengths"] == [30, 30] and report["memory"] == "window"
+    assert set(result["scores"]) == {"with a prompt", "no prompt"} and result["heldout_loss"] > 0
+    assert all(np.isfinite(row["score_mean"]) for row in result["scores"].values())
+    prompted, free = (json.loads((tmp_path / "demo" / name / "report.json").read_text())
+                      for name in ("eval", "eval-no-prompt"))
+    assert prompted["tasks"][0]["lengths"] == [30, 30] and prompted["memory"] == "window"
+    assert prompted["tasks"][0]["prompt_steps"] == 2 and free["prompt_tokens"] == 0
     data = dataset_path("halfcheetah", "expert", 4, 0, tmp_path / "cache", action_noise=0.1)
     written = data.stat().st_mtime_ns
     again = run_demo(tmp_path / "demo", **kwargs)  # data cached, run finished: same scores
-    assert data.stat().st_mtime_ns == written and again["score_mean"] == result["score_mean"]
+    assert data.stat().st_mtime_ns == written and again["scores"] == result["scores"]
 
 
 def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
