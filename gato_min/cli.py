@@ -57,7 +57,8 @@ def _collect(args) -> int:
     from gato_min.data.formats import read_d4rl
 
     path = collect_to_file(args.task, args.tier, args.episodes, args.seed, args.num_envs, out=args.out,
-                           cache=args.cache, progress=not args.no_progress, action_noise=args.action_noise)
+                           cache=args.cache, progress=not args.no_progress, action_noise=args.action_noise,
+                           record=args.record)
     data = read_d4rl(path)
     returns = data.returns
     print(f"{path}: {len(data)} episodes, {data.num_steps} steps, return {returns.mean():.1f} ± {returns.std():.1f}")
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, default=4, help="environments played at once")
     p.add_argument("--action-noise", type=float, default=0.0,
                    help="Gaussian noise on a MuJoCo actor's torques, played and recorded (TD3 explored with 0.1)")
+    p.add_argument("--record", choices=("played", "intended"), default="played",
+                   help="with --action-noise: write down the noisy torque played, or the expert's own (DART labels)")
     p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--out", default=None,
                    help="output file (default <cache>/datasets/<task>-<tier>[-noise<s>]-<N>ep-seed<S>.hdf5)")
@@ -319,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=int, default=None, help=f"seed of the collected data (default {d.data_seed})")
     p.add_argument("--action-noise", type=float, default=None,
                    help=f"noise on the MuJoCo actors' torques while collecting (default {d.action_noise}; see collect)")
+    p.add_argument("--record", choices=("played", "intended"), default=None,
+                   help=f"with --action-noise: the torque written down (default {d.record}; see collect)")
     p.add_argument("--min-return-fraction", type=float, default=None,
                    help=f"train on episodes reaching this share of the expert return (default {d.min_return_fraction}; 0 keeps all)")
     p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {d.steps})")

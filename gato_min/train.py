@@ -55,6 +55,7 @@ class TrainSettings:
     episodes: int = 100  # episodes collected per control task
     data_seed: int = 0  # seed of the collected episodes
     action_noise: float = 0.0  # Gaussian noise on the MuJoCo actors' torques while collecting (0.1: TD3's own)
+    record: str = "played"  # with noise: write down the torque played, or the expert's "intended" one (DART)
     min_return_fraction: float = 0.8  # keep episodes >= random + f (expert - random) (Sec. 3.1); 0: keep all
     heldout_fraction: float = 0.1  # share of each task's episodes (or text) kept out of training
     # --- optimization (App. C.1: AdamW b1 0.9, b2 0.95, wd 0.1, warm-up, cosine to 1/10, clip 1.0) ---
@@ -82,6 +83,8 @@ class TrainSettings:
                 raise ValueError(f"TrainSettings.weights has {len(self.weights)} entries for {len(self.tasks)} tasks")
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise ValueError(f"TrainSettings.weights must be >= 0 with a positive sum, got {self.weights}")
+        if self.record not in ("played", "intended"):
+            raise ValueError(f"TrainSettings.record must be 'played' or 'intended', got {self.record!r}")
         for name in ("steps", "batch_size", "episodes", "log_every", "eval_every", "eval_batches", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -230,7 +233,7 @@ def task_episodes(task: str, settings: TrainSettings, cache=None, progress: bool
         check_tier(task, settings.tier)
     noise = settings.action_noise if get_task(task).family == "mujoco" else 0.0
     data = load_or_collect(task, settings.tier, settings.episodes, settings.data_seed, cache=cache, progress=progress,
-                           action_noise=noise)
+                           action_noise=noise, record=settings.record if noise else "played")
     episodes = list(data)
     if settings.min_return_fraction > 0:
         ref = reference_returns(task)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gato_min.config import GatoConfig
-from gato_min.data.collect import collect, dataset_path
+from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_file
+from gato_min.data.experts import load_policy
 from gato_min.pipeline import DEMO_CONFIG, demo_settings, run_demo
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="local", value_init="smooth")
@@ -56,6 +57,18 @@ def test_action_noise_is_seeded_clipped_and_recorded():
     assert np.abs(first_noisy.actions).max() <= 1.0 and noisy.attrs["action_noise"] == 0.3
     assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3).name == "halfcheetah-expert-noise0.3-2ep-seed0.hdf5"
     assert dataset_path("halfcheetah", "expert", 2, 0, "c").name == "halfcheetah-expert-2ep-seed0.hdf5"
+    # DART labels: the noisy torque is played, the expert's own is written down
+    intended = collect("halfcheetah", "expert", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40,
+                       action_noise=0.3, record="intended").episodes[0]
+    assert np.array_equal(intended.observations, first_noisy.observations)  # the same noisy tube
+    policy, _ = load_policy(policy_file("halfcheetah", "expert"))
+    expert = np.concatenate([policy.act(np.pad(obs[None], ((0, ACTOR_BATCH - 1), (0, 0))))[:1]
+                             for obs in intended.observations.astype(np.float32)])
+    np.testing.assert_allclose(intended.actions, expert, atol=1e-6)
+    assert not np.array_equal(intended.actions, first_noisy.actions)
+    assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3, "intended").name.endswith("noise0.3-intended-2ep-seed0.hdf5")
+    with pytest.raises(ValueError, match="needs action_noise"):
+        collect("halfcheetah", "expert", 1, progress=False, record="intended")
     with pytest.raises(ValueError, match="MuJoCo actors only"):
         collect("pong", "expert", 1, progress=False, action_noise=0.1)
     with pytest.raises(ValueError, match="action_noise must be"):

@@ -17,10 +17,12 @@ sticky actions off a deterministic player would otherwise play the same Pong gam
 random actions) gives the reference return of a random policy.
 
 `action_noise` > 0 adds Gaussian noise of that scale to a MuJoCo actor's torques (clipped to
-[-1, 1], seeded per episode); the noisy torque is both played and recorded. TD3 explored with
+[-1, 1], seeded per episode); the noisy torque is played and, by default, recorded. TD3 explored with
 0.1 while it learned; D4RL's datasets likewise come from stochastic policies. A deterministic
 expert only ever shows one narrow tube of states, and a cloned policy that leaves it has never
-seen what to do; noise widens the tube (chapter 07 measures the difference).
+seen what to do; noise widens the tube (chapter 07 measures the difference). With
+`record="intended"` the file keeps the expert's own torque instead of the noisy one it played
+(DART, Laskey et al., 2017): the states come from the noisy tube, the labels stay clean.
 
 Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
 repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
@@ -48,9 +50,12 @@ def cache_dir(cache: str | Path | None = None) -> Path:
     return Path(cache or os.environ.get("GATO_MIN_CACHE") or "~/.cache/gato_min").expanduser()
 
 
+RECORD = ("played", "intended")  # which torque a noisy collection writes down
+
+
 def dataset_path(task: str, tier: str, episodes: int, seed: int, cache: str | Path | None = None,
-                 action_noise: float = 0.0) -> Path:
-    noise = f"-noise{action_noise:g}" if action_noise else ""
+                 action_noise: float = 0.0, record: str = "played") -> Path:
+    noise = (f"-noise{action_noise:g}" + ("-intended" if record == "intended" else "")) if action_noise else ""
     return cache_dir(cache) / "datasets" / f"{task}-{tier}{noise}-{episodes}ep-seed{seed}.hdf5"
 
 
@@ -80,7 +85,7 @@ class _RandomBehaviour:
 class _ActorBehaviour:
     """A shipped TD3 actor, run on a fixed-size batch of all environments."""
 
-    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
+    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0, record: str = "played"):
         from gato_min.data.experts import load_policy
 
         path = policy_file(task, tier)
@@ -88,7 +93,8 @@ class _ActorBehaviour:
             raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
                                     "(train it with python -m gato_min train-expert)")
         self.policy, _ = load_policy(path)
-        self.noise, self.rngs = action_noise, [None] * num_envs
+        self.noise, self.rngs, self.record = action_noise, [None] * num_envs, record
+        self.intended: list = [None] * num_envs  # the expert's own torques of the last call
 
     def start(self, env_index: int, episode_seed: int) -> None:
         self.rngs[env_index] = np.random.default_rng([episode_seed, 2])
@@ -101,6 +107,7 @@ class _ActorBehaviour:
             if a:
                 batch[i] = obs
         actions = np.concatenate([self.policy.act(batch[i:i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
+        self.intended = [actions[i].copy() for i in range(len(envs))]
         if self.noise:
             for i, a in enumerate(active):
                 if a:
@@ -125,8 +132,13 @@ class _ScriptedAtariBehaviour:
         return [self.players[i].act(env.unwrapped.ale.getRAM()) if active[i] else None for i, env in enumerate(envs)]
 
 
-def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0):
+def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, record: str = "played"):
     spec = get_task(task)
+    if record not in RECORD:
+        raise ValueError(f"record must be one of {RECORD}, got {record!r}")
+    if record == "intended" and not action_noise:
+        raise ValueError("record='intended' keeps the expert's torque apart from the noise it played; "
+                         "it needs action_noise > 0")
     if not (isinstance(action_noise, (int, float)) and action_noise >= 0):
         raise ValueError(f"action_noise must be a number >= 0, got {action_noise!r}")
     if action_noise and (tier == "random" or spec.family != "mujoco"):
@@ -137,14 +149,14 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0):
     check_tier(task, tier)
     if spec.family == "atari":
         return _ScriptedAtariBehaviour(task, tier, num_envs)
-    return _ActorBehaviour(task, tier, num_envs, action_noise)
+    return _ActorBehaviour(task, tier, num_envs, action_noise, record)
 
 
 # --------------------------------------------------------------------------- collection
 
 
 def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4, progress: bool = True,
-            max_episode_steps: int | None = None, action_noise: float = 0.0) -> EpisodeSet:
+            max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> EpisodeSet:
     """Play `episodes` episodes of `task` with the `tier` policy (plus `action_noise`, see the
     module docstring); return them in episode order."""
     from tqdm.auto import tqdm
@@ -154,7 +166,7 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
     spec = get_task(task)
-    behaviour = _behaviour(task, tier, num_envs, action_noise)
+    behaviour = _behaviour(task, tier, num_envs, action_noise, record)
     num_envs = min(num_envs, episodes)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = [make_env(task, **kwargs) for _ in range(num_envs)]
@@ -186,7 +198,7 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
                 continue
             index, obs_list, action_list, reward_list = buffers[i]
             obs_list.append(current[i])
-            action_list.append(actions[i])
+            action_list.append(behaviour.intended[i] if record == "intended" else actions[i])
             obs, reward, terminated, truncated, _ = env.step(actions[i])
             reward_list.append(reward)
             steps += 1
@@ -205,29 +217,32 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
         env.close()
     elapsed = time.perf_counter() - start_time
     return EpisodeSet(results, {"task": task, "env_id": spec.env_id, "tier": tier, "seed": seed, "action_noise": action_noise,
+                                "record": record,
                                 "num_envs": num_envs, "steps": steps, "seconds": round(elapsed, 3)})
 
 
 def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4,
                     out: str | Path | None = None, cache: str | Path | None = None, progress: bool = True,
-                    max_episode_steps: int | None = None, action_noise: float = 0.0) -> Path:
+                    max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> Path:
     """Collect and write a D4RL-format file (default: the cache's `datasets/` folder)."""
     import gato_min
     from gato_min.data.formats import write_d4rl
 
-    data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps, action_noise)
-    path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise)
-    attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed", "action_noise")}
+    data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps, action_noise, record)
+    path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise, record)
+    attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed", "action_noise", "record")}
     attrs["package_version"] = gato_min.__version__
     return write_d4rl(path, data.episodes, attrs)
 
 
 def load_or_collect(task: str, tier: str, episodes: int, seed: int = 0, cache: str | Path | None = None,
-                    num_envs: int = 4, progress: bool = True, action_noise: float = 0.0) -> EpisodeSet:
+                    num_envs: int = 4, progress: bool = True, action_noise: float = 0.0,
+                    record: str = "played") -> EpisodeSet:
     """The cached dataset for these arguments, collected first if it is not there yet."""
     from gato_min.data.formats import read_d4rl
 
-    path = dataset_path(task, tier, episodes, seed, cache, action_noise)
+    path = dataset_path(task, tier, episodes, seed, cache, action_noise, record)
     if not path.exists():
-        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress, action_noise=action_noise)
+        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress, action_noise=action_noise,
+                        record=record)
     return read_d4rl(path)
