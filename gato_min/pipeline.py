@@ -12,7 +12,7 @@
    the prompt takes half of the window, and the agent does better without it (chapter 07).
 
 Every stage shows a progress bar; the summary (stage times, scores) is printed and written to
-`<out>/demo.json`. About 10 minutes on 2 CPU cores (README, "The demo").
+`<out>/demo.json`. About 10 minutes on 2 CPU cores (the README shows a run).
 """
 
 from __future__ import annotations

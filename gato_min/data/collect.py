@@ -85,7 +85,7 @@ class _RandomBehaviour:
 class _ActorBehaviour:
     """A shipped TD3 actor, run on a fixed-size batch of all environments."""
 
-    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0, record: str = "played"):
+    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
         from gato_min.data.experts import load_policy
 
         path = policy_file(task, tier)
@@ -93,8 +93,8 @@ class _ActorBehaviour:
             raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
                                     "(train it with python -m gato_min train-expert)")
         self.policy, _ = load_policy(path)
-        self.noise, self.rngs, self.record = action_noise, [None] * num_envs, record
-        self.intended: list = [None] * num_envs  # the expert's own torques of the last call
+        self.noise, self.rngs = action_noise, [None] * num_envs
+        self.intended = None  # (rows, action_dim): the expert's own torques of the last call, before the noise
 
     def start(self, env_index: int, episode_seed: int) -> None:
         self.rngs[env_index] = np.random.default_rng([episode_seed, 2])
@@ -107,7 +107,7 @@ class _ActorBehaviour:
             if a:
                 batch[i] = obs
         actions = np.concatenate([self.policy.act(batch[i:i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
-        self.intended = [actions[i].copy() for i in range(len(envs))]
+        self.intended = actions.copy()
         if self.noise:
             for i, a in enumerate(active):
                 if a:
@@ -149,7 +149,7 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
     check_tier(task, tier)
     if spec.family == "atari":
         return _ScriptedAtariBehaviour(task, tier, num_envs)
-    return _ActorBehaviour(task, tier, num_envs, action_noise, record)
+    return _ActorBehaviour(task, tier, num_envs, action_noise)
 
 
 # --------------------------------------------------------------------------- collection
