@@ -10,6 +10,7 @@ for a CPU (comments per field).
 
     python -m gato_min train --tasks halfcheetah --preset cpu-small --steps 2000 --out runs/halfcheetah
     torchrun --nproc_per_node=2 -m gato_min train ...      # the same code, DDP (gloo on CPU, nccl on GPU)
+    python -m gato_min train ... --processes 2 --threads 1 # the same as torchrun, started by gato_min (CPU)
 
 A run folder holds `config.json` (the model), `settings.json` (this loop), `metrics.jsonl` (one
 JSON object per logged step or evaluation), `checkpoint.pt` (model, optimizer, step and every
@@ -580,6 +581,61 @@ def train(config: GatoConfig, settings: TrainSettings, out: str | Path, cache=No
         atomic_write_json(run.summary, summary)
     _barrier(world)
     return TrainResult(model, summary, rank, world)
+
+
+def train_processes(config: GatoConfig, settings: TrainSettings, out: str | Path, processes: int = 2, cache=None,
+                    threads: int = 1, progress: bool = True, stop_after: int | None = None) -> dict:
+    """`train` on this machine's CPU as `processes` data-parallel workers (DDP over gloo), each
+    with `threads` torch threads; returns the run's summary (its summary.json). The batch is
+    split over the workers, so the run is the one `torchrun --nproc_per_node=<processes>` makes,
+    and it resumes under either.
+
+    Why: a model this small keeps two threads of one process only partly busy (every operation
+    is short), while two single-threaded processes each run flat out and exchange ~5 MB of
+    gradients per step. On 2 cores the cheetah recipe ran at 20.9k tokens/s this way, against 18.2k for
+    one process with 2 threads (README)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("train_processes starts its own workers; under torchrun, call train instead")
+    if processes == 1:
+        train(config, settings, out, cache=cache, device="cpu", threads=threads, progress=progress, stop_after=stop_after)
+    else:
+        if settings.batch_size % processes:
+            raise ValueError(f"batch_size {settings.batch_size} does not split over {processes} processes")
+        with socket.socket() as probe:  # a free port for the workers' rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            mp.start_processes(_worker, args=(processes, port, config, settings, str(out), cache, threads, progress,
+                                              stop_after), nprocs=processes, start_method="spawn")
+        except mp.ProcessRaisedException as error:  # a worker's own error, e.g. a run folder that holds another run
+            kind, _, message = str(error).strip().splitlines()[-1].partition(": ")
+            known = {"ValueError": ValueError, "KeyError": KeyError, "FileNotFoundError": FileNotFoundError}
+            if kind in known:
+                raise known[kind](message) from None
+            raise RuntimeError(f"a training worker failed:\n{error}") from None
+    return json.loads(RunFolder(out).summary.read_text())
+
+
+def _worker(rank: int, world: int, port: int, config, settings, out, cache, threads, progress, stop_after) -> None:
+    """One process of `train_processes`: joins the group as torchrun would have it, trains, leaves."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    try:
+        train(config, settings, out, cache=cache, device="cpu", threads=threads, progress=progress,
+              stop_after=stop_after)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _claim_on_rank0(run: RunFolder, config, settings, rank: int, world: int) -> bool:

@@ -29,3 +29,11 @@ def test_module_entry_point_lists_the_commands():
     assert result.returncode == 0
     for command in ("tokenize", "train-text-model", "train-expert"):
         assert command in result.stdout
+
+
+def test_train_processes_option_is_checked_before_any_work(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--processes", "0"]) == 2
+    assert "--processes must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run"), "--processes", "2", "--device", "cuda"]) == 2
+    assert "on GPUs use torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -14,8 +14,8 @@ TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="l
 
 
 def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
-    kwargs = dict(steps=20, episodes=4, eval_episodes=2, threads=None, cache=tmp_path / "cache", progress=False,
-                  config=TINY, max_steps=30)
+    kwargs = dict(steps=20, episodes=4, eval_episodes=2, threads=1, processes=1, cache=tmp_path / "cache",
+                  progress=False, config=TINY, max_steps=30)
     result = run_demo(tmp_path / "demo", **kwargs)
     printed = capsys.readouterr().out
     for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "with a prompt", "no prompt", "total"):
@@ -29,7 +29,8 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
                       for name in ("eval", "eval-no-prompt"))
     assert prompted["tasks"][0]["lengths"] == [30, 30] and prompted["memory"] == "window"
     assert prompted["tasks"][0]["prompt_steps"] == 2 and free["prompt_tokens"] == 0
-    data = dataset_path("halfcheetah", "expert", 4, 0, tmp_path / "cache", action_noise=0.1)
+    assert prompted["temperature"] == free["temperature"] == result["temperature"] == 0.0
+    data = dataset_path("halfcheetah", "expert", 4, 0, tmp_path / "cache", action_noise=0.3, record="intended")
     written = data.stat().st_mtime_ns
     again = run_demo(tmp_path / "demo", **kwargs)  # data cached, run finished: same scores
     assert data.stat().st_mtime_ns == written and again["scores"] == result["scores"]
@@ -38,9 +39,12 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
 def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
     assert DEMO_CONFIG.n_layer == 4 and DEMO_CONFIG.context_length == 96 and DEMO_CONFIG.value_init == "smooth"
     settings = demo_settings(steps=10)
-    assert settings.steps == 10 and settings.action_noise == 0.1
+    assert settings.steps == 10 and settings.action_noise == 0.3 and settings.record == "intended"
+    assert settings.min_return_fraction == 0.0  # the noisy play returns less than 80 % of the expert's
     with pytest.raises(ValueError, match="eval_episodes"):
         run_demo("unused", eval_episodes=1)
+    with pytest.raises(ValueError, match="threads and processes"):
+        run_demo("unused", processes=0)
 
 
 def test_action_noise_is_seeded_clipped_and_recorded():

@@ -1,5 +1,6 @@
-"""The training loop (gato_min.train): schedule, run folders, exact resume after SIGKILL, torchrun."""
+"""The training loop (gato_min.train): schedule, run folders, exact resume after SIGKILL, torchrun and spawned workers."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import torch
 
 from gato_min.config import GatoConfig
 from gato_min.train import (RunFolder, TrainSettings, _marginal_loss, _parameter_groups, learning_rate, load_model,
-                            train)
+                            train, train_processes)
 from gato_min.model import GatoModel
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
@@ -172,7 +173,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_torchrun_two_processes_train_and_hold_identical_weights(tmp_path, cache):
+def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, cache):
     script = tmp_path / "run_ddp.py"
     script.write_text(SCRIPT)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -191,6 +192,31 @@ def test_torchrun_two_processes_train_and_hold_identical_weights(tmp_path, cache
     torch.manual_seed(0)
     fresh = GatoModel(CONFIG).state_dict()
     assert any(not torch.equal(fresh[name], rank0[name]) for name in rank0)  # it trained
+
+    # train_processes spawns the same two workers itself: the same run, step for step, and it resumes
+    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
+                             heldout_fraction=0.25, steps=6, batch_size=4, warmup_steps=2, log_every=2,
+                             eval_every=6, checkpoint_every=6, eval_batches=1)
+    spawned = tmp_path / "spawned"
+    first = train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), settings, spawned, processes=2,
+                            cache=cache, progress=False, stop_after=4)
+    assert first["step"] == 4
+    summary = train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), settings, spawned, processes=2,
+                              cache=cache, progress=False)
+    assert summary["step"] == 6
+    assert torch.load(spawned / "checkpoint.pt", weights_only=True)["world_size"] == 2
+    assert [(r["step"], r["loss"]) for r in RunFolder(spawned).rows()] == [(r["step"], r["loss"]) for r in rows]
+    # a worker's error reaches the caller as itself, not as a dump of the worker's traceback
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), dataclasses.replace(settings, lr=0.5),
+                        spawned, processes=2, cache=cache, progress=False)
+
+
+def test_train_processes_refuses_bad_arguments(tmp_path, cache):
+    with pytest.raises(ValueError, match="processes must be a positive int"):
+        train_processes(CONFIG, _settings(), tmp_path / "run", processes=0, cache=cache)
+    with pytest.raises(ValueError, match="batch_size 5 does not split over 2 processes"):
+        train_processes(CONFIG, _settings(batch_size=5), tmp_path / "run", processes=2, cache=cache)
 
 
 def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
