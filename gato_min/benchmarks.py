@@ -12,6 +12,11 @@ times training steps of gato_min and of a Hugging Face `transformers` GPT-2 of t
 depth, heads, feed-forward size and vocabulary on identical batches, alternately in one run,
 and prints tokens/s and MFU against the float32 matmul peak measured in the same run.
 
+    python -m gato_min bench-processes --preset cpu-small --context-length 96 --batch-size 64
+
+times the same training steps (the same sequences) in one process with P threads and in P
+data-parallel worker processes of one thread each (`train --processes P`), alternately.
+
     python -m gato_min bench-act --preset cpu-small --threads 2
 
 times one sampled action token at a full context with the key/value cache against a forward
@@ -20,6 +25,7 @@ pass over the whole context, and the env-steps/s of batched rollouts.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -204,3 +210,90 @@ def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(
     return {"task": task, "context_length": config.context_length, "threads": torch.get_num_threads(),
             "cached_s": cached_s, "recomputed_s": recomputed_s, "speedup": recomputed_s / cached_s,
             "action_tokens": codec.action_tokens, "rollouts": rows}
+
+
+def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: int = 2, rounds: int = 2,
+                    task: str = "halfcheetah") -> dict:
+    """Training tokens/s of one process with `processes` threads against `processes` DDP
+    workers (gloo) of one thread each, on the same sequences: each worker takes its share of
+    every batch. The two are timed alternately, `rounds` times each; starting the workers is
+    not timed, only their steps (between two barriers)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from gato_min.sequence import concat_batches
+    from gato_min.train import _LossModule
+
+    if processes < 2 or batch_size % processes:
+        raise ValueError(f"processes must be >= 2 and divide batch_size {batch_size}, got {processes}")
+    episodes = collect(task, "random", 4, seed=0, progress=False)
+    sampler = SequenceSampler(TokenizedEpisodes(episodes, Tokenizer(config), task), config, seed=0)
+    shards = [[sampler.sample(batch_size // processes) for _ in range(processes)] for _ in range(steps + 1)]
+    whole = [concat_batches(parts) for parts in shards]
+    tokens = batch_size * config.context_length
+    seconds = {"threads": 0.0, "processes": 0.0}
+    context = mp.get_context("spawn")
+    threads_before = torch.get_num_threads()
+    for _ in range(rounds):
+        torch.set_num_threads(processes)
+        torch.manual_seed(0)
+        model = _LossModule(GatoModel(config).train())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(batch) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            model(batch).backward()
+            optimizer.step()
+
+        step(whole[0])  # warm-up
+        start = time.perf_counter()
+        for batch in whole[1:]:
+            step(batch)
+        seconds["threads"] += time.perf_counter() - start
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        queue = context.SimpleQueue()
+        mp.start_processes(_timed_worker, args=(processes, port, config, shards, queue), nprocs=processes,
+                           start_method="spawn")
+        seconds["processes"] += queue.get()
+    torch.set_num_threads(threads_before)
+    rows = {name: {"step_s": total / (rounds * steps), "tokens_per_s": tokens * rounds * steps / total}
+            for name, total in seconds.items()}
+    return {"processes": processes, "tokens_per_step": tokens, "rows": rows,
+            "ratio": rows["processes"]["tokens_per_s"] / rows["threads"]["tokens_per_s"]}
+
+
+def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> None:
+    """One worker of `bench_processes`: its share of every batch, one thread, DDP over gloo;
+    rank 0 reports the seconds of the timed steps."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from gato_min.train import _LossModule
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = DistributedDataParallel(_LossModule(GatoModel(config).train()), find_unused_parameters=True)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(batch) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            model(batch).backward()
+            optimizer.step()
+
+        step(shards[0][rank])  # warm-up
+        dist.barrier()
+        start = time.perf_counter()
+        for parts in shards[1:]:
+            step(parts[rank])
+        dist.barrier()
+        if rank == 0:
+            queue.put(time.perf_counter() - start)
+    finally:
+        dist.destroy_process_group()

@@ -164,6 +164,23 @@ def _bench_train(args) -> int:
     return 0
 
 
+def _bench_processes(args) -> int:
+    from gato_min.benchmarks import bench_processes
+    from gato_min.config import GatoConfig
+
+    config = GatoConfig.from_preset(args.preset, **({"context_length": args.context_length} if args.context_length else {}))
+    result = bench_processes(config, args.batch_size, args.steps, args.processes, args.rounds, args.task)
+    p = result["processes"]
+    print(f"training step, {args.preset}, {args.batch_size} x {config.context_length} tokens of {args.task}, "
+          f"{args.steps} steps x {args.rounds} rounds each, alternately")
+    print(f"{'':26s} {'s/step':>8s} {'tokens/s':>10s}")
+    for name, label in (("threads", f"1 process x {p} threads"), ("processes", f"{p} processes x 1 thread")):
+        row = result["rows"][name]
+        print(f"{label:26s} {row['step_s']:8.3f} {row['tokens_per_s']:10,.0f}")
+    print(f"processes / threads throughput: {result['ratio']:.2f}x")
+    return 0
+
+
 def _bench_act(args) -> int:
     import torch
 
@@ -289,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="halfcheetah")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.set_defaults(func=_bench_train)
+
+    p = sub.add_parser("bench-processes", help="training tokens/s: one process with P threads vs P one-thread DDP workers")
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--task", default="halfcheetah")
+    p.set_defaults(func=_bench_processes)
 
     p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
     p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")

@@ -253,3 +253,17 @@ def test_action_dimension_losses_average_to_the_action_loss(cache):
     assert per_dimension.shape == (6,)
     overall = heldout_losses(model, {"halfcheetah": batches}, "cpu")["halfcheetah"]
     assert per_dimension.mean() == pytest.approx(overall, rel=1e-5)
+
+
+def test_bench_processes_times_threads_and_workers_on_the_same_sequences():
+    from gato_min.benchmarks import bench_processes
+
+    threads = torch.get_num_threads()
+    result = bench_processes(CONFIG, batch_size=4, steps=2, processes=2, rounds=1)
+    assert set(result["rows"]) == {"threads", "processes"} and result["tokens_per_step"] == 4 * 96
+    assert all(row["tokens_per_s"] > 0 and row["step_s"] > 0 for row in result["rows"].values())
+    rows = result["rows"]
+    assert result["ratio"] == pytest.approx(rows["processes"]["tokens_per_s"] / rows["threads"]["tokens_per_s"])
+    assert torch.get_num_threads() == threads  # the caller's setting is given back
+    with pytest.raises(ValueError, match="divide batch_size 5"):
+        bench_processes(CONFIG, batch_size=5, processes=2)
