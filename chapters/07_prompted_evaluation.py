@@ -333,10 +333,14 @@ class PitchLog(gymnasium.Wrapper):
         return result
 
 
+def logged_env(task, render):
+    logged.append(PitchLog(make_task_env(task)))
+    return logged[-1]
+
+
 greedy = GatoAgent(model, "halfcheetah", temperature=0.0)
 logged = []
-replay = greedy.rollout(10, num_envs=10, seed=0, progress=False,
-                        env_fn=lambda task, render: logged.append(PitchLog(make_task_env(task))) or logged[-1])
+replay = greedy.rollout(10, num_envs=10, seed=0, progress=False, env_fn=logged_env)
 flipped = np.array([np.abs(env.pitch).max() > np.pi / 2 for env in logged])
 fig, ax = plt.subplots(figsize=(7.5, 2.8))
 ax.axhspan(np.pi / 2, 3 * np.pi, color=PALETTE[6], alpha=0.08)

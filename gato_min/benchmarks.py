@@ -218,12 +218,10 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
     workers (gloo) of one thread each, on the same sequences: each worker takes its share of
     every batch. The two are timed alternately, `rounds` times each; starting the workers is
     not timed, only their steps (between two barriers)."""
-    import socket
-
     import torch.multiprocessing as mp
 
     from gato_min.sequence import concat_batches
-    from gato_min.train import _LossModule
+    from gato_min.train import _LossModule, free_port
 
     if processes < 2 or batch_size % processes:
         raise ValueError(f"processes must be >= 2 and divide batch_size {batch_size}, got {processes}")
@@ -240,23 +238,14 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
         torch.manual_seed(0)
         model = _LossModule(GatoModel(config).train())
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(batch) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            model(batch).backward()
-            optimizer.step()
-
-        step(whole[0])  # warm-up
+        _loss_step(model, optimizer, whole[0])  # warm-up
         start = time.perf_counter()
         for batch in whole[1:]:
-            step(batch)
+            _loss_step(model, optimizer, batch)
         seconds["threads"] += time.perf_counter() - start
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         queue = context.SimpleQueue()
-        mp.start_processes(_timed_worker, args=(processes, port, config, shards, queue), nprocs=processes,
+        mp.start_processes(_timed_worker, args=(processes, free_port(), config, shards, queue), nprocs=processes,
                            start_method="spawn")
         seconds["processes"] += queue.get()
     torch.set_num_threads(threads_before)
@@ -264,6 +253,13 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
             for name, total in seconds.items()}
     return {"processes": processes, "tokens_per_step": tokens, "rows": rows,
             "ratio": rows["processes"]["tokens_per_s"] / rows["threads"]["tokens_per_s"]}
+
+
+def _loss_step(model, optimizer, batch) -> None:
+    """One optimizer step of a module whose forward is the loss (a `_LossModule`, maybe under DDP)."""
+    optimizer.zero_grad(set_to_none=True)
+    model(batch).backward()
+    optimizer.step()
 
 
 def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> None:
@@ -281,17 +277,11 @@ def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> No
         torch.manual_seed(0)
         model = DistributedDataParallel(_LossModule(GatoModel(config).train()), find_unused_parameters=True)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(batch) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            model(batch).backward()
-            optimizer.step()
-
-        step(shards[0][rank])  # warm-up
+        _loss_step(model, optimizer, shards[0][rank])  # warm-up
         dist.barrier()
         start = time.perf_counter()
         for parts in shards[1:]:
-            step(parts[rank])
+            _loss_step(model, optimizer, parts[rank])
         dist.barrier()
         if rank == 0:
             queue.put(time.perf_counter() - start)

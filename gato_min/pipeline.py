@@ -101,7 +101,8 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
           f"{times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min")
     print(f"reports -> {out / 'eval' / 'report.md'}, {out / 'eval-no-prompt' / 'report.md'}")
     result = {"task": DEMO_TASK, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
-              "temperature": temperature, "processes": processes, "threads": threads, "times": times, "heldout_loss": summary["heldout"][DEMO_TASK],
+              "temperature": temperature, "processes": processes, "threads": threads, "times": times,
+              "heldout_loss": summary["heldout"][DEMO_TASK],
               "scores": {name: {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")}
                          for name, row in rows.items()},
               "reports": [str(out / folder / "report.md") for folder in ("eval", "eval-no-prompt")]}

@@ -594,8 +594,6 @@ def train_processes(config: GatoConfig, settings: TrainSettings, out: str | Path
     is short), while two single-threaded processes each run flat out and exchange ~5 MB of
     gradients per step. On 2 cores, `python -m gato_min bench-processes` measures the cheetah
     recipe's steps 1.1-1.2x faster this way than in one process with 2 threads (README)."""
-    import socket
-
     import torch.multiprocessing as mp
 
     if not isinstance(processes, int) or processes < 1:
@@ -609,11 +607,8 @@ def train_processes(config: GatoConfig, settings: TrainSettings, out: str | Path
     else:
         if settings.batch_size % processes:
             raise ValueError(f"batch_size {settings.batch_size} does not split over {processes} processes")
-        with socket.socket() as probe:  # a free port for the workers' rendezvous
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         try:
-            mp.start_processes(_worker, args=(processes, port, config, settings, str(out), cache, threads, progress,
+            mp.start_processes(_worker, args=(processes, free_port(), config, settings, str(out), cache, threads, progress,
                                               stop_after), nprocs=processes, start_method="spawn")
         except mp.ProcessRaisedException as error:  # a worker's own error, e.g. a run folder that holds another run
             kind, _, message = str(error).strip().splitlines()[-1].partition(": ")
@@ -622,6 +617,15 @@ def train_processes(config: GatoConfig, settings: TrainSettings, out: str | Path
                 raise known[kind](message) from None
             raise RuntimeError(f"a training worker failed:\n{error}") from None
     return json.loads(RunFolder(out).summary.read_text())
+
+
+def free_port() -> int:
+    """A TCP port of this machine that nothing listens on now, for local workers' rendezvous."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, config, settings, out, cache, threads, progress, stop_after) -> None:

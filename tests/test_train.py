@@ -198,17 +198,17 @@ def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, 
                              heldout_fraction=0.25, steps=6, batch_size=4, warmup_steps=2, log_every=2,
                              eval_every=6, checkpoint_every=6, eval_batches=1)
     spawned = tmp_path / "spawned"
-    first = train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), settings, spawned, processes=2,
+    first = train_processes(CONFIG, settings, spawned, processes=2,
                             cache=cache, progress=False, stop_after=4)
     assert first["step"] == 4
-    summary = train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), settings, spawned, processes=2,
+    summary = train_processes(CONFIG, settings, spawned, processes=2,
                               cache=cache, progress=False)
     assert summary["step"] == 6
     assert torch.load(spawned / "checkpoint.pt", weights_only=True)["world_size"] == 2
     assert [(r["step"], r["loss"]) for r in RunFolder(spawned).rows()] == [(r["step"], r["loss"]) for r in rows]
     # a worker's error reaches the caller as itself, not as a dump of the worker's traceback
     with pytest.raises(ValueError, match="holds a run with other settings"):
-        train_processes(GatoConfig.from_preset("cpu-tiny", context_length=96), dataclasses.replace(settings, lr=0.5),
+        train_processes(CONFIG, dataclasses.replace(settings, lr=0.5),
                         spawned, processes=2, cache=cache, progress=False)
 
 
