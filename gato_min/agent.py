@@ -34,6 +34,8 @@ How gato_min does it (`GatoAgent.rollout`):
 * Action tokens are sampled from the model's distribution restricted to the ids the task can
   emit (`TaskCodec.action_ids`) at `temperature` (0 = the most likely token); the sampler is
   seeded, so an evaluation with the same seed and number of environments repeats exactly.
+* Acting feeds tokens cut from rows of `gato_min.sequence.build_batch` (`gato_min.codec`), the
+  builder that makes training windows, so the agent acts on exactly the tokens training saw.
 * Episode i is played from `start_episode(env, spec, seed + i)`, as the collector does, and
   takes the demonstration i modulo their number as its prompt.
 """
@@ -46,10 +48,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tqdm.auto import tqdm
+
+from gato_min.codec import TaskCodec
 from gato_min.data.episodes import Episode
-from gato_min.envs import TaskCodec, make_task_env, model_observation, start_episode
+from gato_min.envs import make_env, model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.sequence import TokenizedEpisodes, build_batch
 
 
 @dataclass
@@ -126,12 +131,9 @@ class GatoAgent:
 
     def prompt_batch(self, episode: Episode):
         """The prompt of one demonstration: the tokens of its first `prompt_steps` timesteps."""
-        data = TokenizedEpisodes([episode], self.codec.tokenizer, self.task)
-        steps = min(self.prompt_steps, int(data.lengths[0]))
-        sampler = SequenceSampler(data, self.config)
-        indices = np.arange(steps)[None, :]
-        batch = sampler.batch(indices, np.ones_like(indices, dtype=bool), np.zeros(1, bool), np.zeros(1, bool))
-        return batch.window(0, steps * data.layout.tokens_per_timestep)
+        data = TokenizedEpisodes([episode], self.codec.tokenizer, self.task, self.codec.spec)
+        steps = np.arange(min(self.prompt_steps, int(data.lengths[0])))[None, :]
+        return build_batch(data.layout, self.config, data.timesteps, steps, np.ones_like(steps, dtype=bool))
 
     def prefixes(self) -> list[CachePrefix]:
         """The keys and values of every prompt, computed once."""
@@ -204,15 +206,13 @@ class GatoAgent:
         seed `seed + i`. `record_frames` > 0 keeps that many rendered frames of episode 0 (Atari:
         the screen; MuJoCo: rendered offscreen); `max_steps` cuts episodes short (for tests);
         `env_fn(task, render)` builds the environments (default: the registry's)."""
-        from tqdm.auto import tqdm
-
         if not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         spec = self.codec.spec
         num_envs = min(num_envs, episodes)
-        env_fn = env_fn or (lambda task, render: make_task_env(task, render=render and spec.family == "mujoco"))
+        env_fn = env_fn or (lambda task, render: make_env(task, render=render and not spec.image_observations))
         envs = [env_fn(self.task, record_frames > 0 and i == 0) for i in range(num_envs)]
         prefixes = self.prefixes()
         generator = torch.Generator().manual_seed(seed)
@@ -283,7 +283,8 @@ class GatoAgent:
 
 
 def _frame(env, raw_observation, spec) -> np.ndarray:
-    """The picture of the current state: the Atari screen itself, or MuJoCo's offscreen render."""
-    if spec.family == "atari":
+    """The picture of the current state: the screen itself (Atari, image tasks), or MuJoCo's
+    offscreen render."""
+    if spec.image_observations:
         return np.asarray(raw_observation, dtype=np.uint8)
     return np.asarray(env.render(), dtype=np.uint8)

@@ -14,12 +14,21 @@ with MUJOCO_GL=egl, and skipped with a message where no renderer works).
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
+from gato_min.agent import GatoAgent
+from gato_min.data.reference import d4rl_normalized_score, normalized_score, reference_returns
+from gato_min.data.training_set import TEXT_TASK, task_episodes
+from gato_min.envs import get_task
 from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.runs import load_model, read_data_settings
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -90,12 +99,10 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
 
 def task_scores(task: str, returns) -> dict:
     """Mean ± 95 % CI of the returns and of the normalized (and D4RL-normalized) scores."""
-    from gato_min.data.tasks import d4rl_normalized_score, get_task, normalized_score, reference_returns
-
     returns = np.asarray(returns, dtype=np.float64)
     ref = reference_returns(task)
     row = {"task": task, "episodes": len(returns), "returns": [round(float(r), 3) for r in returns],
-           "random_return": ref["random"], "expert_return": ref["expert"]}
+           "random_return": ref["random"], "expert_return": ref.get("expert")}
     row["return_mean"], row["return_ci95"] = mean_ci(returns)
     row["score_mean"], row["score_ci95"] = mean_ci(normalized_score(task, returns))
     if get_task(task).d4rl_expert_return is not None:
@@ -105,10 +112,6 @@ def task_scores(task: str, returns) -> dict:
 
 def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: int = 2) -> Path:
     """Write every `every`-th frame as an animated GIF, atomically."""
-    import io
-
-    from PIL import Image
-
     if not frames:
         raise ValueError("no frames to write")
     images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames[::every]]
@@ -120,13 +123,6 @@ def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: i
 
 def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Bar chart of normalized scores with their 95 % intervals, against random (0) and expert (100)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gato_min.plotting import PALETTE, save_figure, use_style
-
     use_style()
     fig, ax = plt.subplots(figsize=(max(3.5, 1.4 * len(rows) + 2), 3.2))
     names = [row["label"] if "label" in row else row["task"] for row in rows]
@@ -152,12 +148,8 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: 
                  progress: bool = True, memory: str = "window") -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict.
     `memory`: how the agent keeps its context (see `gato_min.agent`)."""
-    from gato_min.agent import GatoAgent
-    from gato_min.data.tasks import get_task
-    from gato_min.train import TEXT_TASK, load_model, read_settings, task_episodes
-
     run_dir = Path(run_dir)
-    settings = read_settings(run_dir)
+    settings = read_data_settings(run_dir)
     tasks = list(tasks or [task for task in settings.tasks if task != TEXT_TASK])
     if not tasks:
         raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
@@ -178,7 +170,7 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: 
                    env_steps_per_s=round(rollout.steps_per_second, 1), prompt_steps=agent.prompt_steps,
                    prompts=len(demonstrations))
         if rollout.frames:
-            row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=50 if spec.family == "mujoco" else 15).name
+            row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=15 if spec.image_observations else 50).name
         rows.append(row)
     report = {"run": str(run_dir), "episodes": episodes, "num_envs": num_envs, "seed": seed, "temperature": temperature,
               "memory": memory, "prompt_tokens": prompt_tokens, "tasks": rows, "notes": notes}
@@ -194,7 +186,7 @@ def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, 
     try:
         return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=gif_steps, progress=progress)
     except Exception as error:  # no EGL / OSMesa: MuJoCo cannot render offscreen here
-        if gif_steps == 0 or agent.codec.spec.family != "mujoco":
+        if gif_steps == 0 or agent.codec.spec.image_observations:
             raise
         note = (f"{agent.task}: no rollout GIF, offscreen rendering failed ({type(error).__name__}: {error}); "
                 "set MUJOCO_GL=egl (or osmesa) where a renderer is installed")

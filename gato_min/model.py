@@ -289,3 +289,15 @@ class GatoModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class LossModule(nn.Module):
+    """A model whose forward is the training loss: what DistributedDataParallel wraps (the
+    training loop and the benchmarks both step through it)."""
+
+    def __init__(self, model: GatoModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.model.loss(batch)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import matplotlib
+import matplotlib.pyplot as plt
 
 # Okabe-Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple
 PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
@@ -53,12 +56,37 @@ def media_dir() -> Path:
 
 def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
     """Save `fig` as `<directory>/<name>.png` (default: `media_dir()`), atomically."""
-    import os
-
     directory = Path(directory) if directory is not None else media_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
     os.replace(tmp, path)
+    return path
+
+
+def plot_learning_curve(rows: list[dict], out_file: str | Path) -> Path:
+    """A run's training loss and held-out loss per task against steps (its metrics.jsonl rows),
+    with each task's marginal baseline."""
+    if not rows:
+        raise ValueError(f"no metrics rows to plot into {out_file}")
+    use_style()
+    fig, ax = plt.subplots()
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=PALETTE[0], lw=1.2, label="training loss")
+    evaluations = [r for r in rows if "heldout" in r]
+    for i, task in enumerate(evaluations[0]["heldout"] if evaluations else []):
+        color = PALETTE[(i + 1) % len(PALETTE)] if i + 1 != 4 else PALETTE[5]  # (skip the pale yellow)
+        kind = "text" if task == "text" else "action"
+        ax.plot([r["step"] for r in evaluations], [r["heldout"][task] for r in evaluations], "o-", ms=3,
+                color=color, label=f"{task}: held-out {kind} loss")
+        ax.axhline(evaluations[-1]["baseline"][task], color=color, ls="--", lw=1,
+                   label=f"{task}: marginal-bins baseline")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_file = Path(out_file)
+    path = save_figure(fig, out_file.stem, out_file.parent)
+    plt.close(fig)
     return path

@@ -16,6 +16,11 @@ How gato_min does it:
   ids, actions to ids, frames kept as uint8 and cut into patches only for the sampled windows.
   Every timestep of a task has the same layout (`TimestepLayout`), so a window of K timesteps is
   a gather of K rows, and a batch is assembled with numpy fancy indexing, no per-sample loop.
+* **One road.** `TimestepLayout` is the one definition of a timestep and `build_batch` the one
+  way tokens become a `Batch`: training windows (`SequenceSampler`), prompts and acting
+  (`gato_min.agent`: an observation, one action token, a rebuilt window, all cut from
+  `build_batch` rows with `Batch.window`) and text (a stream of one-token timesteps). The
+  agent acts on exactly the tokens training saw.
 * Windows start at timestep boundaries: K = L // tokens_per_timestep whole timesteps, the rest
   padded (attention mask 0). An episode shorter than K gives a shorter, padded window.
 * Decisions (the paper is silent): a prompted sequence gives `prompt_share` (half) of its K
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gato_min.envs import TaskSpec
 from gato_min.positions import patch_intervals
 from gato_min.tokenize import Tokenizer, cut_patches, patch_grid
 
@@ -44,13 +50,31 @@ TEXT, IMAGE, DISCRETE, CONTINUOUS, SEPARATOR, ACTION, PAD = range(len(KIND_NAMES
 
 @dataclass(frozen=True)
 class TimestepLayout:
-    """The tokens of one timestep of a task: [image patches, observation values, '|', actions]."""
+    """The tokens of one timestep of a task: [text, image patches, observation values, '|', actions].
+
+    The one definition of a timestep: training windows, prompts, acting and text all lay their
+    tokens out from it. A text stream is the layout with one text token and no action (and so no
+    separator): every "timestep" is one piece of text."""
 
     image_shape: tuple[int, int, int] | None  # (H, W, C) of the frame, or None
     num_values: int  # observation values (continuous, mu-law companded)
     action_dim: int  # action tokens
     discrete_actions: bool
     patch_size: int = 16
+    text_tokens: int = 0  # text ids at the start of the timestep
+
+    @classmethod
+    def for_task(cls, spec: TaskSpec, patch_size: int = 16) -> "TimestepLayout":
+        """The layout of task `spec`: its frame or its readings, its buttons or its action values."""
+        if spec.image_observations:
+            return cls(tuple(spec.observation_shape), 0, 1 if spec.discrete_actions else spec.action_dim,
+                       spec.discrete_actions, patch_size)
+        return cls(None, int(np.prod(spec.observation_shape)), 1 if spec.discrete_actions else spec.action_dim,
+                   spec.discrete_actions, patch_size)
+
+    @classmethod
+    def text(cls, patch_size: int = 16) -> "TimestepLayout":
+        return cls(None, 0, 0, False, patch_size, text_tokens=1)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -63,75 +87,206 @@ class TimestepLayout:
 
     @property
     def num_observation_tokens(self) -> int:
-        return self.num_patches + self.num_values
+        return self.text_tokens + self.num_patches + self.num_values
+
+    @property
+    def has_separator(self) -> bool:
+        return self.action_dim > 0
 
     @property
     def tokens_per_timestep(self) -> int:
-        return self.num_observation_tokens + 1 + self.action_dim
+        return self.num_observation_tokens + int(self.has_separator) + self.action_dim
+
+    @property
+    def first_action(self) -> int:
+        """Index of the first action token within a timestep."""
+        return self.tokens_per_timestep - self.action_dim
 
     def kinds(self) -> np.ndarray:
-        return np.array([IMAGE] * self.num_patches + [CONTINUOUS] * self.num_values + [SEPARATOR]
-                        + [ACTION] * self.action_dim, dtype=np.int64)
+        return np.array([TEXT] * self.text_tokens + [IMAGE] * self.num_patches + [CONTINUOUS] * self.num_values
+                        + [SEPARATOR] * int(self.has_separator) + [ACTION] * self.action_dim, dtype=np.int64)
 
     def local_positions(self, action_positions: str = "none") -> np.ndarray:
+        """Each token's local position (-1: none): observation tokens count 0, 1, ...; actions
+        continue the count with `action_positions="local"`. A text stream has none."""
+        if not self.has_separator:
+            return np.full(self.tokens_per_timestep, -1)
         observation = np.arange(self.num_observation_tokens)
-        if action_positions == "local":
-            return np.concatenate([observation, [-1], self.num_observation_tokens + np.arange(self.action_dim)])
-        return np.concatenate([observation, np.full(1 + self.action_dim, -1)])
+        actions = (self.num_observation_tokens + np.arange(self.action_dim) if action_positions == "local"
+                   else np.full(self.action_dim, -1))
+        return np.concatenate([observation, [-1], actions])
+
+
+@dataclass
+class Timesteps:
+    """Tokenized timesteps, one row each (what a layout's token ids and patches are read from)."""
+
+    text_ids: np.ndarray  # (N, text_tokens) int32
+    patches: np.ndarray | None  # (N, num_patches, C, P, P) uint8 pixels, or None without a frame
+    value_ids: np.ndarray  # (N, num_values) int32
+    action_ids: np.ndarray  # (N, action_dim) int32
+
+    def __len__(self) -> int:
+        return len(self.action_ids)
+
+    @staticmethod
+    def concat(parts: list["Timesteps"]) -> "Timesteps":
+        patches = None if parts[0].patches is None else np.concatenate([p.patches for p in parts])
+        return Timesteps(np.concatenate([p.text_ids for p in parts]), patches,
+                         np.concatenate([p.value_ids for p in parts]), np.concatenate([p.action_ids for p in parts]))
+
+
+def encode_timesteps(layout: TimestepLayout, tokenizer: Tokenizer, observations=None, actions=None,
+                     spec: TaskSpec | None = None, text_ids=None) -> Timesteps:
+    """The tokens of N timesteps: observations (N, *shape) as readings or uint8 frames, actions
+    (N, ...) in the environment's units (scaled to [-1, 1] with `spec`'s range) or None (zeros:
+    a timestep whose action is not known yet), text ids (N, text_tokens) for text."""
+    count = len(observations) if observations is not None else len(text_ids)
+    patches, values = None, np.zeros((count, 0), np.int32)
+    if layout.image_shape is not None:
+        patches = cut_patches(observations, layout.patch_size)  # uint8; the model scales them
+    elif layout.num_values:
+        values = tokenizer.encode_continuous(observations).reshape(count, -1).astype(np.int32)
+    action_ids = (np.zeros((count, layout.action_dim), np.int32) if actions is None
+                  else encode_actions(layout, tokenizer, actions, spec))
+    text = (np.zeros((count, 0), np.int32) if text_ids is None
+            else np.asarray(text_ids, dtype=np.int32).reshape(count, layout.text_tokens))
+    return Timesteps(text, patches, values, action_ids)
+
+
+def encode_actions(layout: TimestepLayout, tokenizer: Tokenizer, actions, spec: TaskSpec | None = None) -> np.ndarray:
+    """(N, ...) actions -> (N, action_dim) int32 ids: buttons unchanged, continuous values
+    scaled from `spec`'s action range to [-1, 1] (without a spec: already there) and binned."""
+    actions = np.asarray(actions)
+    count = len(actions)
+    if layout.discrete_actions:
+        return tokenizer.encode_discrete(actions).reshape(count, -1).astype(np.int32)
+    unit = spec.action_to_unit(actions) if spec is not None else actions
+    return tokenizer.encode_actions(unit).reshape(count, -1).astype(np.int32)
+
+
+def build_batch(layout: TimestepLayout, config, timesteps: Timesteps, steps: np.ndarray, valid: np.ndarray,
+                length: int | None = None, prompted: np.ndarray | None = None,
+                from_end: np.ndarray | None = None) -> Batch:
+    """The one batch builder: row b holds the timesteps `timesteps[steps[b, k]]` in slot order;
+    slots whose `valid` is False are padding (wherever they are), and each row is padded at its
+    end to `length` tokens (default: exactly K timesteps). Training windows, prompts, acting and
+    text all come through here; `Batch.window` cuts a part of it (acting feeds pieces)."""
+    vocab, tpt = config.vocab, layout.tokens_per_timestep
+    steps, valid = np.asarray(steps, dtype=np.int64), np.asarray(valid, dtype=bool)
+    batch_size, K = steps.shape
+    used = K * tpt
+    length = used if length is None else length
+    if used > length:
+        raise ValueError(f"{K} timesteps of {tpt} tokens do not fit {length} tokens")
+    parts = [timesteps.text_ids[steps], np.zeros((batch_size, K, layout.num_patches), np.int64),
+             timesteps.value_ids[steps]]
+    if layout.has_separator:
+        parts.append(np.full((batch_size, K, 1), vocab.separator_id, np.int64))
+    parts.append(timesteps.action_ids[steps])
+    ids = np.concatenate(parts, axis=-1).reshape(batch_size, used)
+    token_valid = np.repeat(valid, tpt, axis=1)
+    ids = np.where(token_valid, ids, vocab.pad_id)
+    kinds = np.where(token_valid, np.tile(layout.kinds(), K)[None, :], PAD)
+    local = np.where(token_valid, np.tile(layout.local_positions(config.action_positions), K)[None, :], -1)
+    pad = ((0, 0), (0, length - used))
+    ids, kinds = np.pad(ids, pad, constant_values=vocab.pad_id), np.pad(kinds, pad, constant_values=PAD)
+    local, token_valid = np.pad(local, pad, constant_values=-1), np.pad(token_valid, pad)
+
+    n_patches = layout.num_patches
+    if n_patches:
+        b, k = np.nonzero(valid)  # real timesteps, in order
+        patches = timesteps.patches[steps[b, k]]
+        patches = patches.reshape(-1, *patches.shape[2:])
+        first = layout.text_tokens
+        patch_index = ((b * length + k * tpt + first)[:, None] + np.arange(n_patches)[None, :]).reshape(-1)
+        row_ranges, col_ranges = patch_intervals(*layout.grid, config.position_bins)
+        rows, cols = np.tile(row_ranges, (len(b), 1)), np.tile(col_ranges, (len(b), 1))
+    else:
+        patches = np.zeros((0, 3, layout.patch_size, layout.patch_size), np.uint8)
+        patch_index = np.zeros(0, np.int64)
+        rows = cols = np.zeros((0, 2), np.int64)
+    none = np.zeros(batch_size, dtype=bool)
+    return Batch(
+        token_ids=torch.from_numpy(ids.astype(np.int64)),
+        token_kinds=torch.from_numpy(kinds.astype(np.int64)),
+        local_positions=torch.from_numpy(local.astype(np.int64)),
+        loss_mask=torch.from_numpy((kinds == TEXT) | (kinds == ACTION)),
+        attention_mask=torch.from_numpy(token_valid),
+        patches=torch.from_numpy(np.ascontiguousarray(patches)),
+        patch_index=torch.from_numpy(patch_index.astype(np.int64)),
+        patch_row_ranges=torch.from_numpy(rows.astype(np.int64)),
+        patch_col_ranges=torch.from_numpy(cols.astype(np.int64)),
+        prompted=torch.from_numpy(none if prompted is None else np.asarray(prompted, dtype=bool)),
+        prompt_from_end=torch.from_numpy(none.copy() if from_end is None else np.asarray(from_end, dtype=bool)),
+    )
 
 
 class TokenizedEpisodes:
-    """The episodes of one task and source, tokenized once and concatenated along time."""
+    """The episodes of one task and source, tokenized once and concatenated along time.
 
-    def __init__(self, episodes, tokenizer: Tokenizer, name: str = ""):
+    `task`, when given, fixes the layout and scales continuous actions from its range to
+    [-1, 1]; without it the layout is read from the arrays (frames: uint8 (T, H, W, C);
+    buttons: integer actions) and actions are taken to lie in [-1, 1] already."""
+
+    def __init__(self, episodes, tokenizer: Tokenizer, name: str = "", task: TaskSpec | None = None):
         episodes = list(episodes)
+        label = name or (task.name if task else "") or "dataset"
         if not episodes:
-            raise ValueError(f"{name or 'dataset'}: no episodes to lay out")
+            raise ValueError(f"{label}: no episodes to lay out")
         self.name = name
         first = episodes[0]
-        frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
-        discrete = first.actions.dtype.kind in "iu"
-        action_dim = 1 if discrete else int(np.prod(first.actions.shape[1:]))
         for index, episode in enumerate(episodes):  # (an Episode cannot be empty: it checks itself)
             if episode.observations.shape[1:] != first.observations.shape[1:]:
-                raise ValueError(f"{name or 'dataset'}: episode {index} has observations of shape "
+                raise ValueError(f"{label}: episode {index} has observations of shape "
                                  f"{episode.observations.shape[1:]}, episode 0 has {first.observations.shape[1:]}; "
                                  "all timesteps of a task must have the same observation size")
             if episode.actions.shape[1:] != first.actions.shape[1:]:
-                raise ValueError(f"{name or 'dataset'}: episode {index} has actions of shape "
+                raise ValueError(f"{label}: episode {index} has actions of shape "
                                  f"{episode.actions.shape[1:]}, episode 0 has {first.actions.shape[1:]}")
-        self.layout = TimestepLayout(first.observations.shape[1:] if frames else None,
-                                     0 if frames else int(np.prod(first.observations.shape[1:])),
-                                     action_dim, discrete, tokenizer.config.patch_size)
         config = tokenizer.config
+        if task is not None:
+            self.layout = TimestepLayout.for_task(task, config.patch_size)
+        else:
+            frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
+            discrete = first.actions.dtype.kind in "iu"
+            self.layout = TimestepLayout(first.observations.shape[1:] if frames else None,
+                                         0 if frames else int(np.prod(first.observations.shape[1:])),
+                                         1 if discrete else int(np.prod(first.actions.shape[1:])), discrete,
+                                         config.patch_size)
         if self.layout.num_observation_tokens > config.max_local_positions:
-            raise ValueError(f"{name or 'dataset'}: a timestep has {self.layout.num_observation_tokens} observation "
+            raise ValueError(f"{label}: a timestep has {self.layout.num_observation_tokens} observation "
                              f"tokens, more than max_local_positions={config.max_local_positions}")
         self.lengths = np.array([len(e) for e in episodes], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
-        observations = np.concatenate([e.observations for e in episodes])
-        actions = np.concatenate([e.actions for e in episodes])
-        # frames are cut into uint8 patches once; the model scales them (tokenize.normalize_pixels)
-        self.patches = cut_patches(observations, config.patch_size) if frames else None
-        self.value_ids = (None if frames else
-                          tokenizer.encode_continuous(observations).reshape(len(observations), -1).astype(np.int32))
-        self.action_ids = (tokenizer.encode_discrete(actions) if discrete
-                           else tokenizer.encode_actions(actions)).reshape(len(actions), -1).astype(np.int32)
-        self.separator_id = tokenizer.vocab.separator_id
-        self.pad_id = tokenizer.vocab.pad_id
+        self.promptable = True
+        self.timesteps = encode_timesteps(self.layout, tokenizer, np.concatenate([e.observations for e in episodes]),
+                                          np.concatenate([e.actions for e in episodes]), task)
+
+    @classmethod
+    def from_text(cls, stream: np.ndarray, tokenizer: Tokenizer, name: str = "text") -> "TokenizedEpisodes":
+        """A stream of text ids as one episode of one-token timesteps (never prompted)."""
+        stream = np.asarray(stream, dtype=np.int64).reshape(-1)
+        if len(stream) < 2:
+            raise ValueError(f"{name}: a text stream needs at least two tokens, got {len(stream)}")
+        data = cls.__new__(cls)
+        data.name, data.layout, data.promptable = name, TimestepLayout.text(tokenizer.config.patch_size), False
+        data.lengths, data.starts = np.array([len(stream)]), np.array([0])
+        data.timesteps = encode_timesteps(data.layout, tokenizer, text_ids=stream[:, None])
+        return data
 
     @property
     def num_episodes(self) -> int:
         return len(self.lengths)
 
-    def timestep_tokens(self, steps: np.ndarray) -> np.ndarray:
-        """Token ids (..., tokens_per_timestep) of global timesteps `steps` (image tokens: 0)."""
-        parts = [np.zeros((*steps.shape, self.layout.num_patches), np.int64)]
-        if self.value_ids is not None:
-            parts.append(self.value_ids[steps])
-        parts.append(np.full((*steps.shape, 1), self.separator_id, np.int64))
-        parts.append(self.action_ids[steps])
-        return np.concatenate(parts, axis=-1)
+    @property
+    def action_ids(self) -> np.ndarray:
+        return self.timesteps.action_ids
+
+    @property
+    def counted_ids(self) -> np.ndarray:
+        """(N, columns) the ids the loss counts in each timestep: its actions, or its text."""
+        return self.timesteps.action_ids if self.layout.action_dim else self.timesteps.text_ids
 
 
 @dataclass
@@ -197,16 +352,12 @@ class SequenceSampler:
         if self.steps_per_window < 1:
             raise ValueError(f"context_length={config.context_length} is shorter than one timestep of "
                              f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)")
-        self.kinds = data.layout.kinds()
-        self.local = data.layout.local_positions(config.action_positions)
-        if data.layout.image_shape is not None:
-            self.row_ranges, self.col_ranges = patch_intervals(*data.layout.grid, config.position_bins)
 
     def sample_windows(self, batch_size: int):
         """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
         and which prompts come from an episode's end."""
         data, K, rng = self.data, self.steps_per_window, self.rng
-        prompted = rng.random(batch_size) < self.config.prompt_fraction
+        prompted = (rng.random(batch_size) < self.config.prompt_fraction) & data.promptable
         from_end = prompted & (rng.random(batch_size) < self.config.prompt_end_fraction)
         prompt_steps = np.where(prompted, int(round(K * self.config.prompt_share)), 0)
         prompt_steps = np.minimum(prompt_steps, K - 1) if K > 1 else prompt_steps * 0
@@ -259,61 +410,5 @@ class SequenceSampler:
 
     def batch(self, steps: np.ndarray, valid: np.ndarray, prompted: np.ndarray, from_end: np.ndarray) -> Batch:
         """The batch of windows given as global timestep indices (B, K) and their validity."""
-        data, L, tpt = self.data, self.config.context_length, self.tokens_per_timestep
-        batch_size, K = steps.shape
-        used = K * tpt
-        token_valid = np.repeat(valid, tpt, axis=1)
-        ids = np.where(token_valid, data.timestep_tokens(steps).reshape(batch_size, used), data.pad_id)
-        kinds = np.where(token_valid, np.tile(self.kinds, K)[None, :], PAD)
-        local = np.where(token_valid, np.tile(self.local, K)[None, :], -1)
-        pad = ((0, 0), (0, L - used))
-        ids, kinds = np.pad(ids, pad, constant_values=data.pad_id), np.pad(kinds, pad, constant_values=PAD)
-        local, token_valid = np.pad(local, pad, constant_values=-1), np.pad(token_valid, pad)
-
-        n_patches = data.layout.num_patches
-        if n_patches:
-            b, k = np.nonzero(valid)  # real timesteps, in order
-            patches = data.patches[steps[b, k]]
-            patches = patches.reshape(-1, *patches.shape[2:])
-            patch_index = ((b * L + k * tpt)[:, None] + np.arange(n_patches)[None, :]).reshape(-1)
-            rows = np.tile(self.row_ranges, (len(b), 1))
-            cols = np.tile(self.col_ranges, (len(b), 1))
-        else:
-            patches = np.zeros((0, 3, self.config.patch_size, self.config.patch_size), np.uint8)
-            patch_index = np.zeros(0, np.int64)
-            rows = cols = np.zeros((0, 2), np.int64)
-        return Batch(
-            token_ids=torch.from_numpy(ids.astype(np.int64)),
-            token_kinds=torch.from_numpy(kinds.astype(np.int64)),
-            local_positions=torch.from_numpy(local.astype(np.int64)),
-            loss_mask=torch.from_numpy((kinds == TEXT) | (kinds == ACTION)),
-            attention_mask=torch.from_numpy(token_valid),
-            patches=torch.from_numpy(patches),
-            patch_index=torch.from_numpy(patch_index.astype(np.int64)),
-            patch_row_ranges=torch.from_numpy(rows.astype(np.int64)),
-            patch_col_ranges=torch.from_numpy(cols.astype(np.int64)),
-            prompted=torch.from_numpy(prompted),
-            prompt_from_end=torch.from_numpy(from_end),
-        )
-
-
-def text_batch(token_stream: np.ndarray, context_length: int, batch_size: int, pad_id: int,
-               rng: np.random.Generator | None = None, starts: np.ndarray | None = None) -> Batch:
-    """Windows of a stream of text ids, at random (`rng`) or given `starts`; every token is
-    text, so every target counts."""
-    token_stream = np.asarray(token_stream, dtype=np.int64)
-    if len(token_stream) < 2:
-        raise ValueError("a text stream needs at least two tokens")
-    usable = min(context_length, len(token_stream))
-    if starts is None:
-        starts = rng.integers(0, len(token_stream) - usable + 1, batch_size)
-    starts = np.minimum(np.asarray(starts, dtype=np.int64), len(token_stream) - usable)
-    ids = token_stream[starts[:, None] + np.arange(usable)[None, :]]
-    pad = ((0, 0), (0, context_length - usable))
-    ids = np.pad(ids, pad, constant_values=pad_id)
-    kinds = np.pad(np.full((batch_size, usable), TEXT), pad, constant_values=PAD)
-    valid = kinds != PAD
-    empty = torch.zeros((0, 2), dtype=torch.int64)
-    return Batch(torch.from_numpy(ids), torch.from_numpy(kinds), torch.full(ids.shape, -1), torch.from_numpy(valid),
-                 torch.from_numpy(valid), torch.zeros((0, 3, 16, 16), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), empty,
-                 empty.clone(), torch.zeros(batch_size, dtype=torch.bool), torch.zeros(batch_size, dtype=torch.bool))
+        return build_batch(self.data.layout, self.config, self.data.timesteps, steps, valid,
+                           self.config.context_length, prompted, from_end)

@@ -174,11 +174,6 @@ def tokenize_discrete(values, vocab: VocabLayout) -> np.ndarray:
     return ids
 
 
-def detokenize_discrete(ids, vocab: VocabLayout) -> np.ndarray:
-    """Ids -> discrete values; the inverse of `tokenize_discrete`, range-checked the same way."""
-    return tokenize_discrete(ids, vocab)
-
-
 # --------------------------------------------------------------------------- images
 
 def normalize_pixels(pixels, patch_size: int = 16):
@@ -288,9 +283,13 @@ class TextTokenizer:
 
 # --------------------------------------------------------------------------- all of it, from a config
 
-def shipped_text_model(text_vocab_size: int) -> Path:
+TEXT_DIR = Path(__file__).parent / "assets" / "text"
+CORPUS_FILE = TEXT_DIR / "corpus.txt"  # the project's prose: what the shipped model was trained on, and the text task
+
+
+def shipped_text_model(text_vocab_size: int = 1024) -> Path:
     """The SentencePiece model shipped in the package for this vocabulary size."""
-    return Path(__file__).parent / "assets" / "text" / f"gato_min_{text_vocab_size}.model"
+    return TEXT_DIR / f"gato_min_{text_vocab_size}.model"
 
 
 class Tokenizer:

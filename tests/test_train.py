@@ -1,4 +1,4 @@
-"""The training loop (gato_min.train): schedule, run folders, exact resume after SIGKILL, torchrun and spawned workers."""
+"""Training (gato_min.train, .launch, .optim, .runs, .task_data): schedule, run folders, exact resume after SIGKILL, torchrun and spawned workers."""
 
 import dataclasses
 import json
@@ -14,9 +14,17 @@ import pytest
 import torch
 
 from gato_min.config import GatoConfig
-from gato_min.train import (RunFolder, TrainSettings, _marginal_loss, _parameter_groups, learning_rate, load_model,
-                            train, train_processes)
+from gato_min.data.collect import load_or_collect
+from gato_min.data.training_set import DataSettings
+from gato_min.launch import train_processes
 from gato_min.model import GatoModel
+from gato_min.optim import TrainSettings, learning_rate, parameter_groups
+from gato_min.runs import RunFolder, load_model
+from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
+from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
+from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.tokenize import Tokenizer
+from gato_min.train import train
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 # random-policy HalfCheetah data: 4 episodes, no return filter (random play never reaches the expert)
@@ -27,15 +35,17 @@ DATA = dict(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fracti
 def cache(tmp_path_factory):
     """A cache root shared by the tests of this module, with the data collected once."""
     root = tmp_path_factory.mktemp("cache")
-    from gato_min.data.collect import load_or_collect
-
     load_or_collect("halfcheetah", "random", 4, 0, cache=root, progress=False)
     return root
 
 
+def _data(**changes):
+    return DataSettings(**(DATA | changes))
+
+
 def _settings(**changes):
-    return TrainSettings(**(DATA | dict(steps=12, batch_size=4, warmup_steps=3, log_every=2, eval_every=6,
-                                        checkpoint_every=6, eval_batches=1) | changes))
+    return TrainSettings(**(dict(steps=12, batch_size=4, warmup_steps=3, log_every=2, eval_every=6,
+                                 checkpoint_every=6, eval_batches=1) | changes))
 
 
 def _cli(out, cache, steps, extra=()):
@@ -59,7 +69,7 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
 
 def test_weight_decay_reaches_matrices_only():
     model = GatoModel(CONFIG)
-    decay, keep = _parameter_groups(model, 0.1)
+    decay, keep = parameter_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert any(p is model.blocks[0].attn.qkv.weight for p in decay["params"])
     assert any(p is model.embedding.token_table.weight for p in keep["params"])
@@ -74,12 +84,12 @@ def test_marginal_baseline_is_the_cross_entropy_of_column_frequencies():
     vocab = 8
     p0 = (2 + 1) / (3 + vocab)  # add-one smoothing
     p1 = (0 + 1) / (3 + vocab)
-    assert _marginal_loss(train_ids, heldout, vocab) == pytest.approx((-np.log(p0) - np.log(p1)) / 2)
+    assert marginal_loss(train_ids, heldout, vocab) == pytest.approx((-np.log(p0) - np.log(p1)) / 2)
 
 
 def test_settings_reject_bad_values():
     with pytest.raises(ValueError, match="weights has 1 entries for 2 tasks"):
-        TrainSettings(tasks=("hopper", "text"), weights=(1.0,))
+        DataSettings(tasks=("hopper", "text"), weights=(1.0,))
     with pytest.raises(ValueError, match="checkpoint_every .* multiple of log_every"):
         TrainSettings(log_every=10, checkpoint_every=15)
     with pytest.raises(ValueError, match="TrainSettings.steps must be a positive int"):
@@ -90,26 +100,28 @@ def test_run_folder_refuses_foreign_or_different_runs(tmp_path):
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty and holds no gato_min run"):
-        RunFolder(tmp_path / "foreign").claim(CONFIG, _settings())
+        RunFolder(tmp_path / "foreign").claim(CONFIG, _data(), _settings())
     run = RunFolder(tmp_path / "run")
-    assert run.claim(CONFIG, _settings()) is False
+    assert run.claim(CONFIG, _data(), _settings()) is False
     with pytest.raises(ValueError, match=r"settings.lr: stored 0.001, given 0.002"):
-        run.claim(CONFIG, _settings(lr=2e-3))
+        run.claim(CONFIG, _data(), _settings(lr=2e-3))
+    with pytest.raises(ValueError, match=r"data.episodes: stored 4, given 5"):
+        run.claim(CONFIG, _data(episodes=5), _settings())
     with pytest.raises(ValueError, match=r"config.n_layer: stored 2, given 3"):
-        run.claim(CONFIG.replace(n_layer=3), _settings())
-    assert run.claim(CONFIG, _settings(steps=50)) is False  # more steps: the same run, extended
+        run.claim(CONFIG.replace(n_layer=3), _data(), _settings())
+    assert run.claim(CONFIG, _data(), _settings(steps=50)) is False  # more steps: the same run, extended
     assert json.loads(run.settings.read_text())["steps"] == 50
 
 
 def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
     torch.set_num_threads(1)
-    result = train(CONFIG, _settings(steps=30, lr=3e-3), tmp_path / "run", cache=cache, progress=False)
+    result = train(CONFIG, _data(), _settings(steps=30, lr=3e-3), tmp_path / "run", cache=cache, progress=False)
     rows = RunFolder(tmp_path / "run").rows()
     assert [r["step"] for r in rows] == list(range(2, 31, 2))
     # random actions are near-uniform over 1024 bins: from ln(vocab) = 7.63 towards ln(1024) = 6.93
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.25
     assert set(rows[-1]["heldout"]) == {"halfcheetah"} and "baseline" in rows[-1]
-    for name in ("config.json", "settings.json", "checkpoint.pt", "model.safetensors", "learning_curve.png",
+    for name in ("config.json", "data.json", "settings.json", "checkpoint.pt", "model.safetensors", "learning_curve.png",
                  "summary.json"):
         assert (tmp_path / "run" / name).is_file(), name
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
@@ -120,7 +132,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
 
 
 def test_loading_a_run_checks_config_and_task(tmp_path, cache):
-    train(CONFIG, _settings(steps=2, log_every=1, eval_every=2, checkpoint_every=2), tmp_path / "run",
+    train(CONFIG, _data(), _settings(steps=2, log_every=1, eval_every=2, checkpoint_every=2), tmp_path / "run",
           cache=cache, progress=False)
     with pytest.raises(ValueError, match="config.d_model: stored 64, given 128"):
         load_model(tmp_path / "run", config=CONFIG.replace(d_model=128))
@@ -161,14 +173,17 @@ def test_run_killed_with_sigkill_resumes_with_the_same_losses(tmp_path, cache):
 SCRIPT = textwrap.dedent("""
     import sys, torch
     from gato_min.config import GatoConfig
-    from gato_min.train import TrainSettings, train
+    from gato_min.data.training_set import DataSettings
+    from gato_min.optim import TrainSettings
+    from gato_min.train import train
     out, cache, dump = sys.argv[1:4]
     torch.set_num_threads(1)
     config = GatoConfig.from_preset("cpu-tiny", context_length=96)
-    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
-                             heldout_fraction=0.25, steps=6, batch_size=4, warmup_steps=2, log_every=2,
-                             eval_every=6, checkpoint_every=6, eval_batches=1)
-    result = train(config, settings, out, cache=cache, progress=False)
+    data = DataSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
+                        heldout_fraction=0.25)
+    settings = TrainSettings(steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6,
+                             eval_batches=1)
+    result = train(config, data, settings, out, cache=cache, progress=False)
     torch.save(result.model.state_dict(), f"{dump}/rank{result.rank}.pt")
 """)
 
@@ -194,43 +209,41 @@ def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, 
     assert any(not torch.equal(fresh[name], rank0[name]) for name in rank0)  # it trained
 
     # train_processes spawns the same two workers itself: the same run, step for step, and it resumes
-    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
-                             heldout_fraction=0.25, steps=6, batch_size=4, warmup_steps=2, log_every=2,
-                             eval_every=6, checkpoint_every=6, eval_batches=1)
+    data = _data(heldout_fraction=0.25)
+    settings = TrainSettings(steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6,
+                             eval_batches=1)
     spawned = tmp_path / "spawned"
-    first = train_processes(CONFIG, settings, spawned, processes=2,
+    first = train_processes(CONFIG, data, settings, spawned, processes=2,
                             cache=cache, progress=False, stop_after=4)
     assert first["step"] == 4
-    summary = train_processes(CONFIG, settings, spawned, processes=2,
+    summary = train_processes(CONFIG, data, settings, spawned, processes=2,
                               cache=cache, progress=False)
     assert summary["step"] == 6
     assert torch.load(spawned / "checkpoint.pt", weights_only=True)["world_size"] == 2
     assert [(r["step"], r["loss"]) for r in RunFolder(spawned).rows()] == [(r["step"], r["loss"]) for r in rows]
     # a worker's error reaches the caller as itself, not as a dump of the worker's traceback
     with pytest.raises(ValueError, match="holds a run with other settings"):
-        train_processes(CONFIG, dataclasses.replace(settings, lr=0.5),
+        train_processes(CONFIG, data, dataclasses.replace(settings, lr=0.5),
                         spawned, processes=2, cache=cache, progress=False)
 
 
 def test_train_processes_refuses_bad_arguments(tmp_path, cache):
     with pytest.raises(ValueError, match="processes must be a positive int"):
-        train_processes(CONFIG, _settings(), tmp_path / "run", processes=0, cache=cache)
+        train_processes(CONFIG, _data(), _settings(), tmp_path / "run", processes=0, cache=cache)
     with pytest.raises(ValueError, match="batch_size 5 does not split over 2 processes"):
-        train_processes(CONFIG, _settings(batch_size=5), tmp_path / "run", processes=2, cache=cache)
+        train_processes(CONFIG, _data(), _settings(batch_size=5), tmp_path / "run", processes=2, cache=cache)
 
 
 def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
     """bench-train's GPT-2 has gato_min's width, depth, heads and vocabulary; its FLOP count is
     the textbook 6 x (matrix weights) per token plus attention and head."""
-    from gato_min.benchmarks import _gpt2_for, bench_train, train_flops_per_step
-    from gato_min.sequence import text_batch
-
     config = GatoConfig.from_preset("cpu-tiny", d_head=32, n_head=2)
     gpt2 = _gpt2_for(config)
     assert gpt2.config.n_embd == config.d_model and gpt2.config.n_layer == config.n_layer
     assert gpt2.config.n_head == config.n_head and gpt2.config.n_inner == config.d_ff
     assert gpt2.get_output_embeddings().weight.shape == (config.vocab.size, config.d_model)
-    batch = text_batch(np.arange(10, 600), config.context_length, 2, config.vocab.pad_id, np.random.default_rng(0))
+    text = TokenizedEpisodes.from_text(np.arange(10, 600), Tokenizer(config))
+    batch = SequenceSampler(text, config, seed=0).sample(2)
     d, L = config.d_model, config.context_length
     per_token = config.n_layer * (2 * (4 * d * d + 2 * d * config.d_ff) + 4 * d * (L + 1) / 2)
     expected = 3 * (2 * L * per_token + 10 * 2 * d * config.vocab.size)  # 2 sequences, 10 head positions
@@ -243,9 +256,7 @@ def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
 def test_action_dimension_losses_average_to_the_action_loss(cache):
     """Every window holds whole timesteps, so each dimension has as many tokens: the mean of the
     per-dimension losses is the task's action loss."""
-    from gato_min.train import action_dimension_losses, heldout_losses, load_task_data
-
-    data = load_task_data("halfcheetah", _settings(), CONFIG, cache=cache, progress=False)
+    data = load_task_data("halfcheetah", _data(), CONFIG, cache=cache, progress=False)
     batches = [data.sampler(CONFIG, 0, heldout=True).sample(3)]
     torch.manual_seed(0)
     model = GatoModel(CONFIG)
@@ -256,8 +267,6 @@ def test_action_dimension_losses_average_to_the_action_loss(cache):
 
 
 def test_bench_processes_times_threads_and_workers_on_the_same_sequences():
-    from gato_min.benchmarks import bench_processes
-
     threads = torch.get_num_threads()
     result = bench_processes(CONFIG, batch_size=4, steps=2, processes=2, rounds=1)
     assert set(result["rows"]) == {"threads", "processes"} and result["tokens_per_step"] == 4 * 96

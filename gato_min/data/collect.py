@@ -10,14 +10,15 @@ arrays, byte for byte, whatever `num_envs` is. The MuJoCo actor always runs on c
 with the batch shape, and one flipped bit in an action changes the rest of an episode.
 
 Tiers: MuJoCo `medium` and `expert` are TD3 actors shipped in `assets/policies/` (see
-`gato_min.data.experts`); Atari tiers are the RAM-reading scripted policies of
+`gato_min.data.policies`); a task registered by a user names its own (`policies` of
+`gato_min.envs.register_task`: an SB3 model file, a "module:function" or a callable); Atari tiers are the RAM-reading scripted policies of
 `gato_min.data.atari_policies` with epsilon-random buttons (expert 0, medium 0.1, noisy 0.3),
 and every Atari episode starts with 0-30 unrecorded no-ops, the usual protocol, because with
 sticky actions off a deterministic player would otherwise play the same Pong game every time. The pseudo-tier `random` (uniform
 random actions) gives the reference return of a random policy.
 
-`action_noise` > 0 adds Gaussian noise of that scale to a MuJoCo actor's torques (clipped to
-[-1, 1], seeded per episode); the noisy torque is played and, by default, recorded. TD3 explored with
+`action_noise` > 0 adds Gaussian noise of that scale to a continuous policy's actions (in the
+[-1, 1] units the model sees, clipped there, seeded per episode); the noisy torque is played and, by default, recorded. TD3 explored with
 0.1 while it learned; D4RL's datasets likewise come from stochastic policies. A deterministic
 expert only ever shows one narrow tube of states, and a cloned policy that leaves it has never
 seen what to do; noise widens the tube (chapter 07 measures the difference). With
@@ -30,15 +31,22 @@ repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+import gato_min
+from gato_min.data.atari_policies import ATARI_POLICIES
 from gato_min.data.episodes import Episode, EpisodeSet
-from gato_min.data.tasks import check_tier, get_task, make_env
-from gato_min.envs import model_observation, start_episode
+from gato_min.data.formats import read_d4rl, write_d4rl
+from gato_min.data.policies import load_policy
+from gato_min.envs import check_tier, get_task, make_env, model_observation, start_episode
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
 ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
@@ -86,8 +94,6 @@ class _ActorBehaviour:
     """A shipped TD3 actor, run on a fixed-size batch of all environments."""
 
     def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
-        from gato_min.data.experts import load_policy
-
         path = policy_file(task, tier)
         if not path.is_file():
             raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
@@ -120,8 +126,6 @@ class _ScriptedAtariBehaviour:
     """RAM-reading scripted players with epsilon-random buttons, one per episode."""
 
     def __init__(self, task: str, tier: str, num_envs: int):
-        from gato_min.data.atari_policies import ATARI_POLICIES
-
         self.policy_class, self.epsilon = ATARI_POLICIES[task], ATARI_TIER_EPSILON[tier]
         self.players = [None] * num_envs
 
@@ -130,6 +134,66 @@ class _ScriptedAtariBehaviour:
 
     def act(self, observations, envs, active) -> list:
         return [self.players[i].act(env.unwrapped.ale.getRAM()) if active[i] else None for i, env in enumerate(envs)]
+
+
+def load_user_policy(source):
+    """A user's policy as a callable observation -> action: `source` is such a callable, a
+    "module:function" string, or a Stable-Baselines3 model file (.zip, played deterministically)."""
+    if callable(source):
+        return source
+    if not isinstance(source, str):
+        raise TypeError(f"a policy must be a callable, 'module:function' or an SB3 .zip file, got {source!r}")
+    if source.endswith(".zip"):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"policy file {path} does not exist")
+        import stable_baselines3
+
+        with zipfile.ZipFile(path) as archive:  # the policy's module names its algorithm: stable_baselines3.<algo>.policies
+            module = json.loads(archive.read("data"))["policy_class"]["__module__"].split(".")[1]
+        names = {"common": ["PPO", "A2C"]}.get(module, [module.upper()])
+        for name in names:
+            try:
+                model = getattr(stable_baselines3, name).load(str(path), device="cpu")
+                break
+            except (AttributeError, ValueError, KeyError, RuntimeError):
+                continue
+        else:
+            raise ValueError(f"{path}: not a model of {' or '.join(names)} that Stable-Baselines3 can load")
+        return lambda observation: model.predict(observation, deterministic=True)[0]
+    module_name, _, function = source.partition(":")
+    if not function:
+        raise ValueError(f"policy {source!r}: expected an SB3 .zip file or 'module:function'")
+    return getattr(importlib.import_module(module_name), function)
+
+
+class _UserBehaviour:
+    """A user's policy (see `load_user_policy`), one observation at a time, with optional noise."""
+
+    def __init__(self, spec, tier: str, num_envs: int, action_noise: float = 0.0):
+        self.spec, self.policy = spec, load_user_policy(spec.policies[tier])
+        self.noise, self.rngs = action_noise, [None] * num_envs
+        self.intended = [None] * num_envs
+
+    def start(self, env_index: int, episode_seed: int) -> None:
+        self.rngs[env_index] = np.random.default_rng([episode_seed, 2])
+
+    def act(self, observations, envs, active) -> list:
+        actions = [None] * len(envs)
+        for i, obs in enumerate(observations):
+            if not active[i]:
+                continue
+            action = self.policy(obs)
+            if self.spec.discrete_actions:
+                actions[i] = self.intended[i] = int(np.asarray(action).reshape(()))
+                continue
+            action = np.asarray(action, dtype=np.float32).reshape(self.spec.action_dim)
+            self.intended[i] = action
+            if self.noise:
+                unit = self.spec.action_to_unit(action) + self.rngs[i].normal(0.0, self.noise, len(action))
+                action = self.spec.action_from_unit(np.clip(unit, -1.0, 1.0)).astype(np.float32)
+            actions[i] = action
+        return actions
 
 
 def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, record: str = "played"):
@@ -141,12 +205,14 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
                          "it needs action_noise > 0")
     if not (isinstance(action_noise, (int, float)) and action_noise >= 0):
         raise ValueError(f"action_noise must be a number >= 0, got {action_noise!r}")
-    if action_noise and (tier == "random" or spec.family != "mujoco"):
-        raise ValueError(f"action_noise applies to the MuJoCo actors only, not to {task}/{tier}"
+    if action_noise and (tier == "random" or spec.discrete_actions):
+        raise ValueError(f"action_noise applies to the policies of continuous-action tasks only, not to {task}/{tier}"
                          + (" (Atari tiers set their own epsilon)" if spec.family == "atari" else ""))
     if tier == "random":
         return _RandomBehaviour(spec, num_envs)
     check_tier(task, tier)
+    if tier in spec.policies:
+        return _UserBehaviour(spec, tier, num_envs, action_noise)
     if spec.family == "atari":
         return _ScriptedAtariBehaviour(task, tier, num_envs)
     return _ActorBehaviour(task, tier, num_envs, action_noise)
@@ -159,8 +225,6 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
             max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> EpisodeSet:
     """Play `episodes` episodes of `task` with the `tier` policy (plus `action_noise`, see the
     module docstring); return them in episode order."""
-    from tqdm.auto import tqdm
-
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
     if not isinstance(num_envs, int) or num_envs < 1:
@@ -225,9 +289,6 @@ def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs
                     out: str | Path | None = None, cache: str | Path | None = None, progress: bool = True,
                     max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> Path:
     """Collect and write a D4RL-format file (default: the cache's `datasets/` folder)."""
-    import gato_min
-    from gato_min.data.formats import write_d4rl
-
     data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps, action_noise, record)
     path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise, record)
     attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed", "action_noise", "record")}
@@ -239,8 +300,6 @@ def load_or_collect(task: str, tier: str, episodes: int, seed: int = 0, cache: s
                     num_envs: int = 4, progress: bool = True, action_noise: float = 0.0,
                     record: str = "played") -> EpisodeSet:
     """The cached dataset for these arguments, collected first if it is not there yet."""
-    from gato_min.data.formats import read_d4rl
-
     path = dataset_path(task, tier, episodes, seed, cache, action_noise, record)
     if not path.exists():
         collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress, action_noise=action_noise,

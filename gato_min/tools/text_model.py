@@ -21,12 +21,9 @@ from pathlib import Path
 
 from gato_min.files import atomic_write_bytes, atomic_write_text
 
-TEXT_DIR = Path(__file__).parent / "assets" / "text"
-CORPUS_FILE = TEXT_DIR / "corpus.txt"
+from gato_min.tokenize import CORPUS_FILE, shipped_text_model
 
-
-def model_file(vocab_size: int = 1024) -> Path:
-    return TEXT_DIR / f"gato_min_{vocab_size}.model"
+model_file = shipped_text_model  # where the model of a vocabulary size is shipped
 
 
 def collect_prose(repo_root: str | Path) -> str:

@@ -1,4 +1,8 @@
-"""The `python -m gato_min` command line: one sub-command per job, each a thin wrapper."""
+"""The `python -m gato_min` command line: one sub-command per job, each a thin wrapper.
+
+The training flags are built from the settings dataclasses (`gato_min.settings.add_arguments`),
+so each is described once, where it is defined. Every sub-command takes `--task-file` to
+register a user's own tasks (`gato_min.envs.load_task_file`)."""
 
 from __future__ import annotations
 
@@ -7,15 +11,34 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from gato_min.config import GatoConfig
+from gato_min.data.collect import POLICY_DIR, cache_dir, collect, collect_to_file, policy_file
+from gato_min.data.formats import read_d4rl
+from gato_min.data.policies import load_policy
+from gato_min.data.reference import markdown_table, measure, update_reference_file
+from gato_min.data.training_set import DataSettings
+from gato_min.envs import TASKS, get_task, load_task_file, resolve_task
+from gato_min.evaluate import evaluate_run
+from gato_min.launch import train_processes
+from gato_min.optim import TrainSettings
+from gato_min.plotting import media_dir
+from gato_min.settings import add_arguments, from_arguments
+from gato_min.tokenize import CORPUS_FILE
+from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
+from gato_min.tools.demo import run_demo
+from gato_min.tools.experts import export_tiers, plot_training_curve, save_portable_state, train_expert
+from gato_min.tools.text_model import refresh_corpus, train_text_model
+from gato_min.tools.tokenize_demo import tokenize_demo
+from gato_min.train import train
+
 
 def _cache(args) -> Path:
-    from gato_min.data.collect import cache_dir
-
     return cache_dir(args.cache)
 
 
 def _train_expert(args) -> int:
-    from gato_min.data.experts import train_expert
 
     out = args.out or _cache(args) / "experts" / args.task
     train_expert(args.task, out, total_steps=args.steps, seed=args.seed, threads=args.threads,
@@ -24,7 +47,6 @@ def _train_expert(args) -> int:
 
 
 def _tokenize(args) -> int:
-    from gato_min.config import GatoConfig
     from gato_min.demo import tokenize_demo
 
     report, figure = tokenize_demo(GatoConfig.from_preset(args.preset), args.out, seed=args.seed)
@@ -34,7 +56,6 @@ def _tokenize(args) -> int:
 
 
 def _train_text_model(args) -> int:
-    from gato_min.text_model import CORPUS_FILE, refresh_corpus, train_text_model
 
     if args.refresh_corpus:
         print(f"collected prose into {refresh_corpus(args.repo)}")
@@ -44,7 +65,6 @@ def _train_text_model(args) -> int:
 
 
 def _save_expert_state(args) -> int:
-    from gato_min.data.experts import save_portable_state
 
     run = args.out or _cache(args) / "experts" / args.task
     dest = save_portable_state(run, args.to or Path("experts") / args.task)
@@ -53,7 +73,6 @@ def _save_expert_state(args) -> int:
 
 
 def _collect(args) -> int:
-    from gato_min.data.collect import collect_to_file
     from gato_min.data.formats import read_d4rl
 
     path = collect_to_file(args.task, args.tier, args.episodes, args.seed, args.num_envs, out=args.out,
@@ -66,7 +85,6 @@ def _collect(args) -> int:
 
 
 def _reference_returns(args) -> int:
-    from gato_min.data.reference import markdown_table, measure, update_reference_file
 
     table = measure(args.tasks, args.episodes, args.num_envs, progress=not args.no_progress)
     print(markdown_table(table))
@@ -76,7 +94,6 @@ def _reference_returns(args) -> int:
 
 
 def _bench_collect(args) -> int:
-    from gato_min.data.collect import collect
 
     print(f"collection speed, {args.task}/{args.tier}, {args.episodes} episodes per run")
     print(f"{'envs':>5s} {'steps':>8s} {'seconds':>8s} {'steps/s':>8s}")
@@ -88,9 +105,7 @@ def _bench_collect(args) -> int:
 
 
 def _export_experts(args) -> int:
-    from gato_min.data.collect import POLICY_DIR, policy_file
     from gato_min.data.experts import export_tiers, load_policy, plot_training_curve
-    from gato_min.plotting import media_dir
 
     for task in args.tasks:
         run = _cache(args) / "experts" / task
@@ -104,7 +119,6 @@ def _export_experts(args) -> int:
 
 
 def _bench_batches(args) -> int:
-    from gato_min.benchmarks import bench_batches
     from gato_min.config import GatoConfig
 
     config = GatoConfig.from_preset(args.preset)
@@ -118,36 +132,29 @@ def _bench_batches(args) -> int:
 
 
 def _train(args) -> int:
-    from gato_min.config import GatoConfig
-    from gato_min.train import TrainSettings, train, train_processes
-
     overrides = {"context_length": args.context_length, "action_positions": args.action_positions,
                  "value_init": args.value_init}
     config = GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
-    names = {f for f in TrainSettings.__dataclass_fields__}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    for key in ("tasks", "weights"):
-        if key in given:
-            given[key] = tuple(given[key])
+    if args.tasks:
+        args.tasks = [resolve_task(name).name if name != "text" else name for name in args.tasks]
+    data, settings = from_arguments(DataSettings, args), from_arguments(TrainSettings, args)
     if args.processes < 1:
         raise ValueError(f"--processes must be >= 1, got {args.processes}")
     if args.processes > 1:
         if args.device not in ("auto", "cpu"):
             raise ValueError("--processes starts CPU workers; on GPUs use torchrun --nproc_per_node=N -m gato_min train")
-        summary = train_processes(config, TrainSettings(**given), args.out, args.processes, cache=args.cache,
+        summary = train_processes(config, data, settings, args.out, args.processes, cache=args.cache,
                                   threads=args.threads or 1, progress=not args.no_progress, stop_after=args.stop_after)
     else:
-        summary = train(config, TrainSettings(**given), args.out, cache=args.cache, device=args.device,
-                        threads=args.threads, progress=not args.no_progress, stop_after=args.stop_after).summary
+        summary = train(config, data, settings, args.out, cache=args.cache, device=args.device, threads=args.threads,
+                        progress=not args.no_progress, stop_after=args.stop_after).summary
     if summary:
         print(json.dumps({k: summary[k] for k in ("step", "final_loss", "heldout", "baseline")}))
     return 0
 
 
 def _bench_train(args) -> int:
-    import torch
 
-    from gato_min.benchmarks import bench_train
     from gato_min.config import GatoConfig
 
     if args.threads:
@@ -165,7 +172,6 @@ def _bench_train(args) -> int:
 
 
 def _bench_processes(args) -> int:
-    from gato_min.benchmarks import bench_processes
     from gato_min.config import GatoConfig
 
     config = GatoConfig.from_preset(args.preset, **({"context_length": args.context_length} if args.context_length else {}))
@@ -182,9 +188,7 @@ def _bench_processes(args) -> int:
 
 
 def _bench_act(args) -> int:
-    import torch
 
-    from gato_min.benchmarks import bench_act
     from gato_min.config import GatoConfig
 
     if args.threads:
@@ -203,9 +207,7 @@ def _bench_act(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import torch
 
-    from gato_min.evaluate import evaluate_run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -223,7 +225,6 @@ def _evaluate(args) -> int:
 
 
 def _demo(args) -> int:
-    from gato_min.pipeline import run_demo
 
     run_demo(args.out, args.steps, args.episodes, args.eval_episodes, threads=args.threads, processes=args.processes,
              cache=args.cache, progress=not args.no_progress, temperature=args.temperature)
@@ -233,8 +234,11 @@ def _demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gato_min", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--task-file", action="append", default=[], metavar="JSON",
+                        help="register your own tasks from a JSON task file (see gato_min.envs; repeatable)")
 
-    p = sub.add_parser("demo", help="the whole job: collect expert data, train a small Gato, play and score it (~10 min)")
+    p = sub.add_parser("demo", parents=[common], help="the whole job: collect expert data, train a small Gato, play and score it (~10 min)")
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
     p.add_argument("--steps", type=int, default=1800, help="training steps")
     p.add_argument("--episodes", type=int, default=500, help="expert episodes to collect")
@@ -247,22 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("tokenize", help="show how one MuJoCo timestep and one Atari frame become tokens")
+    p = sub.add_parser("tokenize", parents=[common], help="show how one MuJoCo timestep and one Atari frame become tokens")
     p.add_argument("--preset", default="cpu-small", help="config preset whose vocabulary to use")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/tokenize-demo", help="folder for the figure")
     p.set_defaults(func=_tokenize)
 
-    p = sub.add_parser("train-text-model", help="retrain the shipped SentencePiece model from its committed corpus")
+    p = sub.add_parser("train-text-model", parents=[common], help="retrain the shipped SentencePiece model from its committed corpus")
     p.add_argument("--vocab-size", type=int, default=1024)
     p.add_argument("--refresh-corpus", action="store_true", help="first re-collect the prose of the chapters and README")
     p.add_argument("--repo", default=".", help="repository root to collect prose from (with --refresh-corpus)")
     p.set_defaults(func=_train_text_model)
 
-    from gato_min.data.tasks import TASKS
 
-    p = sub.add_parser("collect", help="collect episodes from a shipped policy into a D4RL-format HDF5 file")
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p = sub.add_parser("collect", parents=[common], help="collect episodes from a shipped policy into a D4RL-format HDF5 file")
+    p.add_argument("--task", required=True, help="a task: shipped (" + ", ".join(TASKS) + ") or from --task-file")
     p.add_argument("--tier", required=True, help="a tier of the task (see the task registry) or 'random'")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=seed+i)")
@@ -277,29 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_collect)
 
-    p = sub.add_parser("reference-returns", help="measure random and shipped-policy returns; store and print them")
-    p.add_argument("--tasks", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
+    p = sub.add_parser("reference-returns", parents=[common], help="measure random and shipped-policy returns; store and print them")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="tasks (default: the shipped ones)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--num-envs", type=int, default=4)
     p.add_argument("--dry-run", action="store_true", help="print the table without storing it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reference_returns)
 
-    p = sub.add_parser("bench-collect", help="measure collection speed (steps/s) for several numbers of envs")
-    p.add_argument("--task", default="hopper", choices=sorted(TASKS))
+    p = sub.add_parser("bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs")
+    p.add_argument("--task", default="hopper", help="a task")
     p.add_argument("--tier", default="expert")
     p.add_argument("--episodes", type=int, default=16)
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 8])
     p.set_defaults(func=_bench_collect)
 
-    p = sub.add_parser("bench-batches", help="batch assembly tokens/s (1 core) vs what a training step consumes")
+    p = sub.add_parser("bench-batches", parents=[common], help="batch assembly tokens/s (1 core) vs what a training step consumes")
     p.add_argument("--preset", default="cpu-small")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads for the training step (default: all)")
     p.set_defaults(func=_bench_batches)
 
-    p = sub.add_parser("bench-train", help="training tokens/s and MFU of gato_min vs a same-shape Hugging Face GPT-2")
+    p = sub.add_parser("bench-train", parents=[common], help="training tokens/s and MFU of gato_min vs a same-shape Hugging Face GPT-2")
     p.add_argument("--preset", default="cpu-small")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
@@ -307,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.set_defaults(func=_bench_train)
 
-    p = sub.add_parser("bench-processes", help="training tokens/s: one process with P threads vs P one-thread DDP workers")
+    p = sub.add_parser("bench-processes", parents=[common], help="training tokens/s: one process with P threads vs P one-thread DDP workers")
     p.add_argument("--preset", default="cpu-small")
     p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
     p.add_argument("--batch-size", type=int, default=64)
@@ -317,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="halfcheetah")
     p.set_defaults(func=_bench_processes)
 
-    p = sub.add_parser("train-expert", help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
+    p = sub.add_parser("train-expert", parents=[common], help="train (or resume) a TD3 expert for a MuJoCo task (needs the [experts] extra)")
     p.add_argument("--task", required=True, help="halfcheetah, hopper or walker2d")
     p.add_argument("--steps", type=int, default=None, help="total environment steps (default: the stored or 1,000,000)")
     p.add_argument("--seed", type=int, default=0)
@@ -329,24 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="portable state (model.zip, curve.jsonl, settings.json) to start from if the run folder has no checkpoint")
     p.set_defaults(func=_train_expert)
 
-    p = sub.add_parser("export-experts", help="ship the chosen snapshots of expert runs as tier policies; plot their curves")
+    p = sub.add_parser("export-experts", parents=[common], help="ship the chosen snapshots of expert runs as tier policies; plot their curves")
     p.add_argument("--tasks", nargs="+", default=["halfcheetah", "hopper", "walker2d"])
     p.add_argument("--tiers", nargs="+", default=["medium", "expert"], choices=["medium", "expert"])
     p.add_argument("--cache", default=None, help="cache root holding experts/<task> (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--medium-step", type=int, default=None, help="ship the snapshot of this step as the medium tier")
     p.set_defaults(func=_export_experts)
 
-    p = sub.add_parser("save-expert-state", help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")
+    p = sub.add_parser("save-expert-state", parents=[common], help="copy an expert run's weights, optimizer and curve (no replay buffer) into the repo")
     p.add_argument("--task", required=True)
     p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--out", default=None, help="run folder (default <cache>/experts/<task>)")
     p.add_argument("--to", default=None, help="destination (default experts/<task>)")
     p.set_defaults(func=_save_expert_state)
 
-    from gato_min.train import TrainSettings
 
-    d = TrainSettings()
-    p = sub.add_parser("train", help="train (or resume) a Gato on behaviour data and text; works under torchrun")
+    p = sub.add_parser("train", parents=[common], help="train (or resume) a Gato on behaviour data and text; works under torchrun")
     p.add_argument("--out", required=True, help="run folder: created, or resumed if it holds this run")
     p.add_argument("--preset", default="cpu-small", help="model preset (gato_min.config.PRESETS)")
     p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
@@ -354,26 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the preset's local positions of action tokens (see gato_min.positions)")
     p.add_argument("--value-init", choices=("normal", "smooth"), default=None,
                    help="override the preset's init of the continuous-bin embeddings (see gato_min.model)")
-    p.add_argument("--tasks", nargs="+", default=None, help=f"tasks, or 'text' for the prose corpus (default {d.tasks[0]})")
-    p.add_argument("--weights", nargs="+", type=float, default=None, help="sampling weight per task (default equal)")
-    p.add_argument("--tier", default=None, help=f"behaviour-data tier (default {d.tier})")
-    p.add_argument("--episodes", type=int, default=None, help=f"episodes collected per task (default {d.episodes})")
-    p.add_argument("--data-seed", type=int, default=None, help=f"seed of the collected data (default {d.data_seed})")
-    p.add_argument("--action-noise", type=float, default=None,
-                   help=f"noise on the MuJoCo actors' torques while collecting (default {d.action_noise}; see collect)")
-    p.add_argument("--record", choices=("played", "intended"), default=None,
-                   help=f"with --action-noise: the torque written down (default {d.record}; see collect)")
-    p.add_argument("--min-return-fraction", type=float, default=None,
-                   help=f"train on episodes reaching this share of the expert return (default {d.min_return_fraction}; 0 keeps all)")
-    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {d.steps})")
-    p.add_argument("--batch-size", type=int, default=None, help=f"sequences per step, all processes (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--warmup-steps", type=int, default=None, help=f"linear warm-up steps (default {d.warmup_steps})")
-    p.add_argument("--seed", type=int, default=None, help=f"initialization and sampling seed (default {d.seed})")
-    p.add_argument("--log-every", type=int, default=None, help=f"default {d.log_every}")
-    p.add_argument("--eval-every", type=int, default=None, help=f"default {d.eval_every}")
-    p.add_argument("--eval-batches", type=int, default=None, help=f"held-out batches per task (default {d.eval_batches})")
-    p.add_argument("--checkpoint-every", type=int, default=None, help=f"default {d.checkpoint_every}")
+    data_flags = p.add_argument_group("data (gato_min.data.training_set.DataSettings; --tasks also takes env ids)")
+    add_arguments(data_flags, DataSettings)
+    add_arguments(p.add_argument_group("optimization (gato_min.optim.TrainSettings)"), TrainSettings)
     p.add_argument("--stop-after", type=int, default=None, help="end this call after N steps (resumable)")
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
@@ -385,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="play a trained run's tasks with demonstration prompts; report scores")
+    p = sub.add_parser("evaluate", parents=[common], help="play a trained run's tasks with demonstration prompts; report scores")
     p.add_argument("--run", required=True, help="run folder written by train")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to play (default: the run's control tasks)")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task")
@@ -408,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("bench-act", help="per-action latency with vs without the key/value cache; env-steps/s")
+    p = sub.add_parser("bench-act", parents=[common], help="per-action latency with vs without the key/value cache; env-steps/s")
     p.add_argument("--preset", default="cpu-small")
     p.add_argument("--task", default="halfcheetah")
     p.add_argument("--repeats", type=int, default=20)
@@ -422,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for path in args.task_file:
+            load_task_file(path)
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

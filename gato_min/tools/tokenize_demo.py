@@ -1,6 +1,6 @@
 """The tokenization demo: one MuJoCo timestep and one Atari frame, turned into tokens.
 
-`python -m gato_min tokenize` (and `make demo`) prints what becomes of each value and writes
+`python -m gato_min tokenize` prints what becomes of each value and writes
 a figure; chapter 01 uses the same sample timesteps.
 """
 
@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch, Rectangle
 
-from gato_min.data.tasks import make_env
+from gato_min.envs import make_env
+from gato_min.plotting import TOKEN_COLORS, save_figure, use_style
+from gato_min.sequence import KIND_NAMES, TimestepLayout, build_batch, encode_timesteps
 from gato_min.tokenize import Tokenizer, mu_law_encode, patch_grid
 
 
@@ -45,34 +49,26 @@ def atari_timestep(task: str = "pong", seed: int = 0, warmup_steps: int = 60) ->
 
 
 def timestep_tokens(step: Timestep, tokenizer: Tokenizer) -> tuple[np.ndarray, list[str]]:
-    """The token ids of one timestep and the kind of each: observation, '|', action.
+    """The token ids of one timestep and the kind of each: observation, '|', action, laid out
+    by `gato_min.sequence` (the layout training and acting use).
 
     Image patches have no id (they are embedded from pixels, chapter 02); they appear as -1.
     """
-    vocab = tokenizer.vocab
-    if step.observation.dtype == np.uint8:
-        rows, cols = patch_grid(*step.observation.shape[:2], tokenizer.config.patch_size)
-        obs_ids, obs_kinds = np.full(rows * cols, -1), ["image"] * (rows * cols)
-        action_ids = tokenizer.encode_discrete(step.action)
-        action_kinds = ["discrete action"] * len(action_ids)
-    else:
-        obs_ids = tokenizer.encode_continuous(step.observation)
-        obs_kinds = ["continuous"] * len(obs_ids)
-        action_ids = tokenizer.encode_actions(step.action)
-        action_kinds = ["continuous action"] * len(action_ids)
-    ids = np.concatenate([obs_ids, [vocab.separator_id], action_ids]).astype(np.int64)
-    return ids, obs_kinds + ["separator"] + action_kinds
+    config = tokenizer.config
+    frame = step.observation.dtype == np.uint8
+    action = np.asarray(step.action)
+    layout = TimestepLayout(step.observation.shape if frame else None, 0 if frame else step.observation.size,
+                            1 if frame else action.size, frame, config.patch_size)
+    timesteps = encode_timesteps(layout, tokenizer, step.observation[None], action.reshape(1, -1))
+    batch = build_batch(layout, config, timesteps, np.zeros((1, 1), np.int64), np.ones((1, 1), bool))
+    kinds = [KIND_NAMES[k] for k in batch.token_kinds[0].tolist()]
+    ids = np.where(np.array(kinds) == "image", -1, batch.token_ids[0].numpy())
+    action_kind = "discrete action" if frame else "continuous action"
+    return ids.astype(np.int64), [action_kind if kind == "action" else kind for kind in kinds]
 
 
 def tokenize_demo(config, out_dir: str | Path, seed: int = 0) -> tuple[str, Path]:
     """Tokenize one MuJoCo timestep and one Atari frame; return a report and the figure's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gato_min.plotting import save_figure, use_style
-
     tokenizer = Tokenizer(config)
     vocab = tokenizer.vocab
     lines = [f"vocabulary: text [0, {vocab.text_size}), discrete [0, {vocab.num_bins}), continuous "
@@ -145,15 +141,11 @@ def plot_patch_grid(ax, frame: np.ndarray, patch_size: int = 16) -> None:
 
 
 def _kind_color(kind: str) -> str:
-    from gato_min.plotting import TOKEN_COLORS
-
     return TOKEN_COLORS["action"] if kind.endswith("action") else TOKEN_COLORS[kind]
 
 
 def plot_token_strip(ax, kinds: list[str], labels=None, max_labels: int = 40) -> None:
     """A row of coloured cells, one per token, coloured by kind, with the ids written in."""
-    from matplotlib.patches import Rectangle
-
     for i, kind in enumerate(kinds):
         ax.add_patch(Rectangle((i, 0), 1, 1, facecolor=_kind_color(kind), edgecolor="white",
                                lw=0.5 if len(kinds) <= max_labels else 0.1))
@@ -169,8 +161,6 @@ def plot_token_strip(ax, kinds: list[str], labels=None, max_labels: int = 40) ->
 
 def token_legend(fig, kinds) -> None:
     """One legend for all token strips of `fig`, one entry per kind present."""
-    from matplotlib.patches import Patch
-
     seen = list(dict.fromkeys(kinds))
     fig.legend(handles=[Patch(facecolor=_kind_color(k), edgecolor="#999999", label=k) for k in seen],
                loc="lower center", ncol=len(seen), fontsize=8, bbox_to_anchor=(0.5, -0.02))

@@ -7,7 +7,7 @@
    `gato_min.data.collect`); kept in the cache, so a second demo skips this.
 2. train: the small preset on those episodes (`gato_min.train`), the recipe of the stored
    30-minute run (`DEMO_CONFIG`, `demo_settings`) cut to `steps` optimizer steps, as
-   `processes` single-threaded data-parallel workers (`train_processes`).
+   `processes` single-threaded data-parallel workers (`gato_min.launch.train_processes`).
 3. evaluate: the trained agent plays `eval_episodes` fresh episodes, prompted with a held-out
    demonstration (`gato_min.evaluate`), taking the most likely bin of every torque
    (`temperature` 0); the report, bar chart and GIF go to `<out>/eval/`. Then the same episodes
@@ -23,9 +23,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from gato_min.config import GatoConfig
+from gato_min.data.training_set import DataSettings, task_episodes
+from gato_min.evaluate import evaluate_run
 from gato_min.files import atomic_write_json
-from gato_min.train import TrainSettings
+from gato_min.launch import train_processes
+from gato_min.optim import TrainSettings
 
 DEMO_TASK = "halfcheetah"
 # the cheetah recipe (chapter 07): a short context of 4 timesteps, many windows per step, action
@@ -33,13 +38,14 @@ DEMO_TASK = "halfcheetah"
 DEMO_CONFIG = GatoConfig.from_preset("cpu-small", context_length=96, action_positions="local", value_init="smooth")
 
 
-def demo_settings(steps: int = 1800, episodes: int = 500) -> TrainSettings:
-    """The training settings of the demo (and, with more steps, of the stored cheetah run): the
-    expert plays with N(0, 0.3) on its torques and its own torques are the labels; the noisy
-    play returns less than 80 % of the expert's, so the return filter is off."""
-    return TrainSettings(tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.3, record="intended",
-                         min_return_fraction=0.0, steps=steps, batch_size=64, lr=1e-3, warmup_steps=100,
-                         eval_every=100, eval_batches=8, checkpoint_every=100)
+def demo_settings(steps: int = 1800, episodes: int = 500) -> tuple[DataSettings, TrainSettings]:
+    """The data and training settings of the demo (and, with more steps, of the stored cheetah
+    run): the expert plays with N(0, 0.3) on its torques and its own torques are the labels; the
+    noisy play returns less than 80 % of the expert's, so the return filter is off."""
+    data = DataSettings(tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.3, record="intended",
+                        min_return_fraction=0.0)
+    return data, TrainSettings(steps=steps, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=100,
+                               eval_batches=8, checkpoint_every=100)
 
 
 def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 500, eval_episodes: int = 10,
@@ -48,18 +54,13 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
     """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
     summary that is also written to `<out>/demo.json`. Training runs `processes` workers of
     `threads` torch threads each; evaluation uses `processes * threads` threads. `max_steps`
-    cuts the evaluation's episodes short (for tests)."""
-    import torch
-
-    from gato_min.evaluate import evaluate_run
-    from gato_min.train import task_episodes, train_processes
-
+    cuts the evaluation's episodes short (for tests). Torch's thread count is given back."""
     if not isinstance(eval_episodes, int) or eval_episodes < 2:
         raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
     if not isinstance(threads, int) or threads < 1 or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"threads and processes must be positive ints, got {threads!r} and {processes!r}")
     out = Path(out)
-    settings = demo_settings(steps, episodes)
+    data, settings = demo_settings(steps, episodes)
     times = {}
 
     def stage(number: int, text: str) -> float:
@@ -67,16 +68,18 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
         return time.perf_counter()
 
     begin = stage(1, f"collect: {episodes} episodes of the shipped {DEMO_TASK} expert, "
-                     f"torques + N(0, {settings.action_noise:g}) played, its own recorded (cached after the first run)")
-    train_episodes, heldout, collected = task_episodes(DEMO_TASK, settings, cache, progress)
+                     f"torques + N(0, {data.action_noise:g}) played, its own recorded (cached after the first run)")
+    train_episodes, heldout, collected = task_episodes(DEMO_TASK, data, cache, progress)
     times["collect_s"] = round(time.perf_counter() - begin, 1)
     print(f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out for prompts "
           f"({times['collect_s']:.0f} s)")
 
     begin = stage(2, f"train: {config.n_layer}-layer Gato ({DEMO_TASK}, {steps} steps of {settings.batch_size} x "
                      f"{config.context_length} tokens, {processes} process(es) x {threads} thread(s))")
-    summary = train_processes(config, settings, out / "run", processes, cache=cache, threads=threads, progress=progress)
+    summary = train_processes(config, data, settings, out / "run", processes, cache=cache, threads=threads,
+                              progress=progress)
     times["train_s"] = round(time.perf_counter() - begin, 1)
+    caller_threads = torch.get_num_threads()
     torch.set_num_threads(processes * threads)
     print(f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
           f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)")
@@ -89,6 +92,7 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
                               prompt_tokens=prompt, temperature=temperature, out=out / folder, gif_steps=gif,
                               max_steps=max_steps, cache=cache, progress=progress)
         rows[name] = report["tasks"][0]
+    torch.set_num_threads(caller_threads)
     times["evaluate_s"] = round(time.perf_counter() - begin, 1)
     times["total_s"] = round(sum(times.values()), 1)
 

@@ -1,10 +1,10 @@
-"""Expert behaviour policies for the MuJoCo tasks: trained with Stable-Baselines3, run with torch.
+"""Training the expert behaviour policies of the MuJoCo tasks with Stable-Baselines3 (a maintainer's tool).
 
 Gato learns by imitating expert agents (Reed et al., 2022, Sec. 3.1). D4RL's data cannot be
 downloaded here, so gato_min trains its own experts with TD3 (Fujimoto et al., 2018) from
 Stable-Baselines3, an optional extra (`pip install -e .[experts]`). Only the actor is shipped:
-a small safetensors file that `load_policy` turns into a plain torch module, so collecting data
-needs torch alone.
+a small safetensors file that `gato_min.data.policies.load_policy` turns into a plain torch
+module, so collecting data needs torch alone.
 
 One training run gives both tiers of a task: every `eval_every` steps the current actor is
 evaluated and exported as a snapshot; the `medium` tier is the snapshot whose return is closest
@@ -29,13 +29,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from gato_min.data.tasks import get_task, make_env
+from gato_min.data.policies import MLPPolicy, export_policy, load_policy
+from gato_min.envs import get_task, make_env
 from gato_min.files import atomic_save_safetensors, atomic_write_text
+from gato_min.plotting import PALETTE, save_figure, use_style
 
 
 @dataclass
@@ -52,69 +55,6 @@ class TD3Settings:
     eval_every: int = 10_000  # steps between evaluations (each also exports a snapshot)
     eval_episodes: int = 5  # episodes per evaluation
     checkpoint_every: int = 25_000  # steps between full checkpoints
-
-
-class MLPPolicy(nn.Module):
-    """Deterministic actor: observation -> ReLU MLP -> tanh -> action in [low, high]."""
-
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes, action_low, action_high):
-        super().__init__()
-        sizes = [obs_dim, *hidden_sizes, action_dim]
-        layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(fan_in, fan_out))
-            layers.append(nn.ReLU() if i < len(sizes) - 2 else nn.Tanh())
-        self.net = nn.Sequential(*layers)
-        self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32))
-        self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        unit = self.net(obs)
-        return self.action_low + (unit + 1.0) * 0.5 * (self.action_high - self.action_low)
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Actions for a batch (or a single) observation given as a numpy array."""
-        return self(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-
-
-def export_policy(policy: MLPPolicy, path: str | Path, **metadata) -> Path:
-    """Write `policy` as safetensors; its shape and any `metadata` go in the file's header."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    linears = [m for m in policy.net if isinstance(m, nn.Linear)]
-    header = {
-        "obs_dim": str(linears[0].in_features),
-        "action_dim": str(linears[-1].out_features),
-        "hidden_sizes": json.dumps([m.out_features for m in linears[:-1]]),
-        **{k: str(v) for k, v in metadata.items()},
-    }
-    tensors = {k: v.detach().contiguous().clone() for k, v in policy.state_dict().items()}
-    atomic_save_safetensors(tensors, path, header)
-    return path
-
-
-def load_policy(path: str | Path) -> tuple[MLPPolicy, dict[str, str]]:
-    """Load an exported actor; returns the module (in eval mode) and the file's metadata."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"policy file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"policy file {path} is not a readable safetensors file: {err}") from None
-    for key in ("obs_dim", "action_dim", "hidden_sizes"):
-        if key not in metadata:
-            raise ValueError(f"policy file {path} lacks the header key {key!r}")
-    state = load_file(str(path))
-    policy = MLPPolicy(int(metadata["obs_dim"]), int(metadata["action_dim"]),
-                       json.loads(metadata["hidden_sizes"]),
-                       state["action_low"], state["action_high"])
-    policy.load_state_dict(state)
-    return policy.eval(), metadata
 
 
 def _policy_from_sb3(model) -> MLPPolicy:
@@ -359,13 +299,6 @@ def plot_training_curve(run_dir: str | Path, task: str, out_file: str | Path,
                         marks: dict[str, int] | None = None) -> Path:
     """The evaluation returns of a run against steps, with the D4RL references; `marks` maps a
     tier name to the training step of its shipped snapshot, drawn as a labelled dot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gato_min.plotting import PALETTE, save_figure, use_style
-
     spec = get_task(task)
     curve = _read_curve(Path(run_dir) / "curve.jsonl")
     steps = np.array([row["step"] for row in curve])

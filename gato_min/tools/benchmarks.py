@@ -30,10 +30,17 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
+from gato_min.agent import GatoAgent
+from gato_min.codec import TaskCodec
 from gato_min.data.collect import collect
-from gato_min.model import GatoModel, KVCache
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.distributed import free_port
+from gato_min.envs import get_task
+from gato_min.model import GatoModel, KVCache, LossModule
+from gato_min.sequence import SequenceSampler, TokenizedEpisodes, concat_batches
 from gato_min.tokenize import Tokenizer
 
 
@@ -51,7 +58,7 @@ def bench_batches(config, batch_size: int = 8, repeats: int = 5, train_threads: 
     rows = []
     for task in ("halfcheetah", "pong"):
         episodes = collect(task, "random", 4, seed=0, progress=False, max_episode_steps=400)
-        sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task), config, seed=0)
+        sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task, get_task(task)), config, seed=0)
         tokens = batch_size * config.context_length
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch assembly is numpy; keep it on one core
@@ -119,7 +126,7 @@ def bench_train(config, batch_size: int = 8, repeats: int = 5, task: str = "half
     batches, timed alternately in one run. MFU = model FLOP/s / measured float32 matmul peak."""
     tokenizer = Tokenizer(config)
     episodes = collect(task, "random", 4, seed=0, progress=False)
-    sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task), config, seed=0)
+    sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task, get_task(task)), config, seed=0)
     batches = [sampler.sample(batch_size) for _ in range(repeats + 1)]
     torch.manual_seed(0)
     gato = GatoModel(config).train()
@@ -173,15 +180,13 @@ def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(
     the new token evicts the oldest). Recomputed: a forward pass over the whole window of
     `context_length` tokens for the logits of its last position, what acting without a cache
     costs per sampled token."""
-    from gato_min.agent import GatoAgent
-    from gato_min.envs import TaskCodec
 
     torch.manual_seed(seed)
     model = GatoModel(config).eval()
     codec = TaskCodec(task, config)
     episode = collect(task, "random", 1, seed=seed, num_envs=1, progress=False,
                       max_episode_steps=config.context_length // codec.layout.tokens_per_timestep + 2).episodes[0]
-    data = TokenizedEpisodes([episode], Tokenizer(config), task)
+    data = TokenizedEpisodes([episode], Tokenizer(config), task, get_task(task))
     steps = np.arange(len(episode))[None, :]
     sampler = SequenceSampler(data, config.replace(context_length=len(episode) * codec.layout.tokens_per_timestep))
     full = sampler.batch(steps, np.ones_like(steps, dtype=bool), np.zeros(1, bool), np.zeros(1, bool))
@@ -218,15 +223,12 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
     workers (gloo) of one thread each, on the same sequences: each worker takes its share of
     every batch. The two are timed alternately, `rounds` times each; starting the workers is
     not timed, only their steps (between two barriers)."""
-    import torch.multiprocessing as mp
 
-    from gato_min.sequence import concat_batches
-    from gato_min.train import _LossModule, free_port
 
     if processes < 2 or batch_size % processes:
         raise ValueError(f"processes must be >= 2 and divide batch_size {batch_size}, got {processes}")
     episodes = collect(task, "random", 4, seed=0, progress=False)
-    sampler = SequenceSampler(TokenizedEpisodes(episodes, Tokenizer(config), task), config, seed=0)
+    sampler = SequenceSampler(TokenizedEpisodes(episodes, Tokenizer(config), task, get_task(task)), config, seed=0)
     shards = [[sampler.sample(batch_size // processes) for _ in range(processes)] for _ in range(steps + 1)]
     whole = [concat_batches(parts) for parts in shards]
     tokens = batch_size * config.context_length
@@ -236,7 +238,7 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
     for _ in range(rounds):
         torch.set_num_threads(processes)
         torch.manual_seed(0)
-        model = _LossModule(GatoModel(config).train())
+        model = LossModule(GatoModel(config).train())
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         _loss_step(model, optimizer, whole[0])  # warm-up
         start = time.perf_counter()
@@ -256,7 +258,7 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
 
 
 def _loss_step(model, optimizer, batch) -> None:
-    """One optimizer step of a module whose forward is the loss (a `_LossModule`, maybe under DDP)."""
+    """One optimizer step of a module whose forward is the loss (a `LossModule`, maybe under DDP)."""
     optimizer.zero_grad(set_to_none=True)
     model(batch).backward()
     optimizer.step()
@@ -265,17 +267,14 @@ def _loss_step(model, optimizer, batch) -> None:
 def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> None:
     """One worker of `bench_processes`: its share of every batch, one thread, DDP over gloo;
     rank 0 reports the seconds of the timed steps."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
-    from gato_min.train import _LossModule
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        model = DistributedDataParallel(_LossModule(GatoModel(config).train()), find_unused_parameters=True)
+        model = DistributedDataParallel(LossModule(GatoModel(config).train()), find_unused_parameters=True)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         _loss_step(model, optimizer, shards[0][rank])  # warm-up
         dist.barrier()

@@ -1,0 +1,141 @@
+"""What acting needs beyond the training layout: observations in, legal action ids, actions out.
+
+Gato (Reed et al., 2022, Sec. 2.1, 2.3) turns each observation into tokens with the same rules
+as its training data and reads actions back from the tokens it samples. For one task and one
+model config, a `TaskCodec` does what is specific to acting, and nothing else:
+
+* the tokens it feeds are cut from `gato_min.sequence.build_batch` rows, the one builder that
+  training uses (an observation with the previous action token before it, one action token, a
+  rebuilt window of whole timesteps), so the agent acts on exactly the tokens training saw;
+* tokens -> actions: a continuous action token is read as the centre of its bin in [-1, 1]
+  (actions are not companded) and scaled to the task's action range; a discrete action is the
+  button id itself. Sampling is restricted to the ids a task can emit (`TaskCodec.action_ids`):
+  the continuous bins, or the legal buttons [0, n).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gato_min.envs import get_task
+from gato_min.sequence import Batch, TimestepLayout, Timesteps, build_batch, encode_actions, encode_timesteps
+from gato_min.tokenize import Tokenizer
+
+
+class TaskCodec:
+    """Observation -> tokens and action tokens -> environment action, for one task and config."""
+
+    def __init__(self, task: str, config):
+        self.spec = get_task(task)
+        self.config = config
+        self.tokenizer = Tokenizer(config)
+        self.layout = TimestepLayout.for_task(self.spec, config.patch_size)
+        vocab = config.vocab
+        if self.spec.discrete_actions:
+            self.action_ids = (0, self.spec.action_dim)  # legal buttons: ids [0, n)
+        else:
+            self.action_ids = (vocab.continuous_offset, vocab.continuous_offset + vocab.num_bins)
+
+    @property
+    def action_tokens(self) -> int:
+        return self.layout.action_dim
+
+    @property
+    def observation_tokens(self) -> int:
+        return self.layout.num_observation_tokens
+
+    def check_observations(self, observations: np.ndarray) -> np.ndarray:
+        """(B, *observation_shape) model observations, checked against the task's spec."""
+        observations = np.asarray(observations)
+        expected = tuple(self.spec.observation_shape)
+        if observations.ndim != len(expected) + 1 or observations.shape[1:] != expected:
+            raise ValueError(f"task {self.spec.name!r} expects observations of shape (batch, {', '.join(map(str, expected))})"
+                             f", got {observations.shape}; is the environment the task's {self.spec.env_id}"
+                             + (f" with frames preprocessed to {self.spec.frame_size}?" if self.spec.image_observations
+                                else "?"))
+        if self.spec.image_observations and observations.dtype != np.uint8:
+            raise ValueError(f"task {self.spec.name!r} expects uint8 frames, got {observations.dtype}")
+        return observations
+
+    def timesteps(self, observations: np.ndarray | None, action_ids: np.ndarray | None = None,
+                  count: int | None = None) -> Timesteps:
+        """Timesteps of model observations (None: blank ones, `count` of them) and their action
+        ids (None: not known yet)."""
+        if observations is None:
+            observations = np.zeros((count, *self.spec.observation_shape),
+                                    np.uint8 if self.spec.image_observations else np.float32)
+        steps = encode_timesteps(self.layout, self.tokenizer, self.check_observations(observations))
+        if action_ids is not None:
+            steps.action_ids = np.asarray(action_ids, dtype=np.int32).reshape(len(steps), self.action_tokens)
+        return steps
+
+    def observation_batch(self, observations: np.ndarray, previous_actions: np.ndarray | None = None) -> Batch:
+        """The tokens [previous action tokens, observation tokens, '|'] of B environments.
+
+        `previous_actions` (B, k) are the last k action ids of the previous timestep that were
+        not fed yet (the agent feeds the last one together with the next observation). Built as
+        two timesteps per row (the previous one holding those ids, the current one), then cut."""
+        observations = self.check_observations(observations)
+        size, per_step, observed = len(observations), self.layout.tokens_per_timestep, self.observation_tokens + 1
+        current = self.timesteps(observations)
+        if previous_actions is None:
+            batch = build_batch(self.layout, self.config, current, np.arange(size)[:, None], np.ones((size, 1), bool))
+            return batch.window(0, observed)
+        prefix = previous_actions.shape[1]
+        ids = np.zeros((size, self.action_tokens), np.int64)
+        ids[:, self.action_tokens - prefix:] = previous_actions
+        previous = self.timesteps(None, ids, count=size)
+        steps = np.stack([np.arange(size), size + np.arange(size)], axis=1)
+        batch = build_batch(self.layout, self.config, Timesteps.concat([previous, current]), steps,
+                            np.ones((size, 2), bool))
+        return batch.window(per_step - prefix, per_step + observed)
+
+    def timesteps_batch(self, observations: list[np.ndarray], action_ids: list[np.ndarray]) -> Batch:
+        """Whole timesteps [observation tokens, '|', action tokens] of B environments, as the
+        training data lays them out: row b holds the `len(observations[b])` timesteps of
+        observations[b] ((k, *observation_shape)) and action_ids[b] ((k, action_tokens)),
+        right-aligned; rows with fewer timesteps are padded in front."""
+        counts = [len(obs) for obs in observations]
+        for row, (count, actions) in enumerate(zip(counts, action_ids)):
+            if count != len(actions):
+                raise ValueError(f"row {row} has {count} observations but {len(actions)} actions")
+        size, steps = len(observations), max(counts)
+        filled = [(obs, ids) for obs, ids in zip(observations, action_ids) if len(obs)]
+        timesteps = self.timesteps(np.concatenate([obs for obs, _ in filled]),
+                                   np.concatenate([np.asarray(ids).reshape(len(ids), -1) for _, ids in filled]))
+        slot = np.arange(steps)[None, :]
+        first = np.cumsum([0] + counts[:-1])[:, None]
+        pad = steps - np.asarray(counts)[:, None]
+        valid = slot >= pad
+        index = np.where(valid, first + slot - pad, 0)
+        return build_batch(self.layout, self.config, timesteps, index, valid)
+
+    def action_batch(self, ids: np.ndarray | torch.Tensor, index: int) -> Batch:
+        """Action token number `index` of the current timestep, one per environment: (B,) ids."""
+        ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1).numpy()
+        actions = np.zeros((len(ids), self.action_tokens), np.int64)
+        actions[:, index] = ids
+        batch = build_batch(self.layout, self.config, self.timesteps(None, actions, count=len(ids)),
+                            np.arange(len(ids))[:, None], np.ones((len(ids), 1), bool))
+        slot = self.layout.first_action + index
+        return batch.window(slot, slot + 1)
+
+    def decode_actions(self, ids: np.ndarray) -> np.ndarray:
+        """(B, action_tokens) sampled ids -> environment actions: (B,) int64 buttons or
+        (B, action_dim) float32 bin centres, scaled to the task's action range."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1, self.action_tokens)
+        low, high = self.action_ids
+        outside = (ids < low) | (ids >= high)
+        if outside.any():
+            raise ValueError(f"action ids of task {self.spec.name!r} must lie in [{low}, {high}); "
+                             f"found {ids[outside][0]}")
+        if self.spec.discrete_actions:
+            return ids[:, 0].copy()
+        unit = self.tokenizer.decode_actions(ids).reshape(len(ids), -1)
+        return self.spec.action_from_unit(unit).astype(np.float32)
+
+    def encode_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Environment actions -> (B, action_tokens) ids (the inverse of `decode_actions` up to
+        the bin width)."""
+        return encode_actions(self.layout, self.tokenizer, actions, self.spec).astype(np.int64)

@@ -1,0 +1,83 @@
+"""The few collective steps of data-parallel training (PyTorch DDP), and no-ops on one process.
+
+Gato trained on many TPU cores (Sec. 2.3); gato_min scales out with torchrun and
+DistributedDataParallel, the existing engine (gloo on CPU, nccl on GPU). On one process every
+helper here does nothing, so the training loop reads the same either way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+
+def join() -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when torchrun started us."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """`auto`: cuda if present, else cpu; a process of a GPU run takes its local rank's GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(device)
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def mean_over_processes(value: torch.Tensor, world: int) -> float:
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def on_rank0(function, rank: int, world: int):
+    """Run `function` on rank 0 and hand its result, or its error, to every process."""
+    if world == 1:
+        return function()
+    result = [None]
+    if rank == 0:
+        try:
+            result = [function()]
+        except Exception as error:  # every process must hear of it, not only rank 0
+            result = [error]
+    dist.broadcast_object_list(result, src=0)
+    if isinstance(result[0], Exception):
+        raise result[0]
+    return result[0]
+
+
+def gather(value, world: int) -> list:
+    """Every process's `value`, in rank order."""
+    if world == 1:
+        return [value]
+    values = [None] * world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port of this machine that nothing listens on now, for local workers' rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

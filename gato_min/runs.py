@@ -1,0 +1,152 @@
+"""The run folder: what a training run writes, how a folder is reused, and loading a trained model.
+
+A run folder holds
+  config.json        the model (`GatoConfig`)
+  data.json          what it trains on (`gato_min.data.training_set.DataSettings`)
+  settings.json      how it optimizes (`gato_min.optim.TrainSettings`)
+  tasks.json         the specs of the tasks it trains on that a user registered (so that
+                     evaluation and training workers know them without the user's script)
+  metrics.jsonl      one JSON object per logged step or evaluation
+  checkpoint.pt      model, optimizer, step and every random state (`weights_only=True` loadable)
+  model.safetensors  the weights alone, for acting
+  learning_curve.png, summary.json
+Every file is written atomically. Starting a run in a folder that holds one resumes it, and is
+refused when the config or the settings differ (only the number of steps may grow). Acting
+and evaluation read a run through this module, never through the training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from gato_min.config import GatoConfig
+from gato_min.data.training_set import TEXT_TASK, DataSettings
+from gato_min.envs import TaskSpec, add_task, get_task
+from gato_min.files import atomic_write_json, atomic_write_text
+from gato_min.model import GatoModel
+from gato_min.optim import TrainSettings
+from gato_min.settings import from_dict, to_dict
+
+
+class RunFolder:
+    """The files of one run, and the rules for reusing a folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.data = self.path / "data.json"
+        self.settings = self.path / "settings.json"
+        self.tasks = self.path / "tasks.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.weights = self.path / "model.safetensors"
+        self.curve = self.path / "learning_curve.png"
+        self.summary = self.path / "summary.json"
+
+    def claim(self, config: GatoConfig, data: DataSettings, settings: TrainSettings) -> bool:
+        """Write config and settings into a new folder, or check them against an existing run.
+
+        Returns True when a checkpoint is there to resume. Raises when the folder holds something
+        else, or a run with other settings (only `steps` may grow)."""
+        if self.path.is_file():
+            raise ValueError(f"{self.path} is a file; a run needs a folder (choose another --out)")
+        if self.config.exists() or self.settings.exists():
+            differences = _differences(dataclasses.asdict(read_config(self.path)), dataclasses.asdict(config), "config")
+            differences += _differences(to_dict(read_data_settings(self.path)), to_dict(data), "data")
+            stored = read_settings(self.path)
+            differences += _differences(to_dict(stored) | {"steps": 0}, to_dict(settings) | {"steps": 0}, "settings")
+            if differences:
+                raise ValueError(f"{self.path} holds a run with other settings ({'; '.join(differences)}); "
+                                 "resume it with the same ones or choose another --out")
+            if settings.steps != stored.steps:
+                atomic_write_json(self.settings, to_dict(settings))
+            return self.checkpoint.exists()
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ValueError(f"{self.path} is not empty and holds no gato_min run (no config.json); "
+                             "choose an empty or new --out")
+        user = [get_task(t).to_dict() for t in data.tasks if t != TEXT_TASK and get_task(t).family == "user"]
+        if user:
+            atomic_write_json(self.tasks, user)
+        atomic_write_text(self.config, config.to_json() + "\n")
+        atomic_write_json(self.data, to_dict(data))
+        atomic_write_json(self.settings, to_dict(settings))
+        return False
+
+    def rows(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop rows logged after `step` (they belong to work the checkpoint does not hold)."""
+        kept = [row for row in self.rows() if row["step"] <= step]
+        atomic_write_text(self.metrics, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def _differences(stored: dict, given: dict, label: str) -> list[str]:
+    return [f"{label}.{key}: stored {stored.get(key)!r}, given {given.get(key)!r}"
+            for key in sorted(set(stored) | set(given)) if stored.get(key) != given.get(key)]
+
+
+def _read_json(path: Path, run_dir) -> object:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a gato_min run folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def read_config(run_dir: str | Path) -> GatoConfig:
+    path = RunFolder(run_dir).config
+    _read_json(path, run_dir)
+    return GatoConfig.from_json(path.read_text())
+
+
+def read_data_settings(run_dir: str | Path) -> DataSettings:
+    """What the run trains on; registers the user tasks it names (its tasks.json) first."""
+    register_run_tasks(run_dir)
+    path = RunFolder(run_dir).data
+    return from_dict(DataSettings, _read_json(path, run_dir), str(path))
+
+
+def read_settings(run_dir: str | Path) -> TrainSettings:
+    path = RunFolder(run_dir).settings
+    return from_dict(TrainSettings, _read_json(path, run_dir), str(path))
+
+
+def register_run_tasks(run_dir: str | Path) -> list[TaskSpec]:
+    """Register the user tasks a run trained on (from its tasks.json), unless known already."""
+    path = RunFolder(run_dir).tasks
+    if not path.is_file():
+        return []
+    return [add_task(TaskSpec.from_dict(entry)) for entry in _read_json(path, run_dir)]
+
+
+def load_model(run_dir: str | Path, config: GatoConfig | None = None, task: str | None = None,
+               device="cpu") -> GatoModel:
+    """The trained model of a run folder (its `model.safetensors`), in eval mode.
+
+    `config`, when given, must equal the run's; `task`, when given, must be one it trained on."""
+    run = RunFolder(run_dir)
+    stored = read_config(run_dir)
+    if config is not None and config != stored:
+        raise ValueError(f"{run.config} does not match the given config: "
+                         + "; ".join(_differences(dataclasses.asdict(stored), dataclasses.asdict(config), "config")))
+    if task is not None:
+        trained = read_data_settings(run_dir).tasks
+        if task not in trained:
+            raise ValueError(f"{run_dir} was trained on {', '.join(trained)}, not on {task!r}")
+    if not run.weights.is_file():
+        raise FileNotFoundError(f"{run.weights} does not exist: the run has not written a checkpoint yet")
+    model = GatoModel(stored)
+    tensors = load_file(str(run.weights))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{run.weights} does not fit the model of {run.config}: missing {missing}, "
+                         f"unexpected {unexpected}")
+    return model.to(device).eval()
