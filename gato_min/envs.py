@@ -130,7 +130,7 @@ def get_task(name: str) -> TaskSpec:
     """Look a task up by name; an unknown name raises a KeyError listing the known ones."""
     spec = TASKS.get(name) or _USER_TASKS.get(name)
     if spec is None:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} "
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(task_names()))} "
                        "(add your own with gato_min.envs.register_task or --task-file)")
     return spec
 

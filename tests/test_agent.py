@@ -1,4 +1,4 @@
-"""Acting (gato_min.envs, gato_min.agent, gato_min.evaluate): the cache at a full context,
+"""Acting (gato_min.codec, gato_min.agent, gato_min.evaluate): the cache at a full context,
 legal actions, reproducible rollouts, the report and the bad inputs."""
 
 import json
@@ -13,12 +13,15 @@ from gato_min.agent import GatoAgent
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.data.episodes import Episode
-from gato_min.data.tasks import get_task, make_env
-from gato_min.envs import TaskCodec, make_task_env, model_observation, start_episode
+from gato_min.codec import TaskCodec
+from gato_min.data.training_set import DataSettings
+from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
 from gato_min.model import GatoModel, KVCache
+from gato_min.optim import TrainSettings
 from gato_min.sequence import SequenceSampler, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
+from gato_min.train import train
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
 
@@ -96,53 +99,66 @@ def test_the_ring_keeps_exactly_its_capacity_once_full():
     assert mask[0, 0, 0].sum() == 16 and mask[1, 0, 0].sum() == 1
 
 
-def test_codec_tokens_match_the_training_layout(cheetah_episodes):
-    """What the agent feeds for a timestep equals the tokens of the data pipeline."""
-    episode = cheetah_episodes[0]
+@pytest.mark.parametrize("task", ["halfcheetah", "pong"])
+def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_episodes):
+    """The same episode through training (a sampler's window) and through acting (a prompt, an
+    observation with the previous action token, each action token, a rebuilt window): every
+    piece acting feeds equals the training window's tokens at that place, in ids, kinds, local
+    positions, loss and attention masks and patches; a shorter rebuilt row is padded in front,
+    invisibly."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27),
+                                    action_positions="local")
+    episode = (cheetah_episodes[0] if task == "halfcheetah"
+               else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0])
+    codec = TaskCodec(task, config)
+    per_step, observed = codec.layout.tokens_per_timestep, codec.observation_tokens + 1
+    data = TokenizedEpisodes([episode], Tokenizer(config), task, get_task(task))
+    training = SequenceSampler(data, config).batch(np.array([[2, 3, 4]]), np.ones((1, 3), bool), np.zeros(1, bool),
+                                                   np.zeros(1, bool)).window(0, 3 * per_step)
+    fields = ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")
+
+    def same(fed, start, row=0):
+        for name in fields:
+            torch.testing.assert_close(getattr(fed, name)[row], getattr(training, name)[0, start:start + fed.shape[1]])
+        inside = (training.patch_index >= start) & (training.patch_index < start + fed.shape[1])
+        mine = fed.patch_index // fed.shape[1] == row
+        assert torch.equal(fed.patches[mine], training.patches[inside])
+        assert torch.equal(fed.patch_row_ranges[mine], training.patch_row_ranges[inside])
+
+    ids = codec.encode_actions(episode.actions[2:5])
+    # a step: [last action token of timestep 3, observation 4, '|'], then the action tokens of timestep 4
+    same(codec.observation_batch(episode.observations[4:5], ids[1:2, -1:]), 2 * per_step - 1)
+    same(codec.observation_batch(episode.observations[2:3]), 0)
+    for j in range(codec.action_tokens):
+        same(codec.action_batch(ids[2:3, j], j), 2 * per_step + observed + j)
+    # the prompt of an agent prompted with this episode: its first timesteps, as training lays them out
+    agent = GatoAgent(_model(config), task, [episode], prompt_tokens=3 * per_step)
+    prompt = agent.prompt_batch(episode)
+    first = SequenceSampler(data, config).batch(np.array([[0, 1, 2]]), np.ones((1, 3), bool), np.zeros(1, bool),
+                                                np.zeros(1, bool))
+    for name in fields:
+        torch.testing.assert_close(getattr(prompt, name), getattr(first, name)[:, :3 * per_step])
+    # a rebuilt window: the whole training window (row 0), and its last timestep alone (row 1)
+    rebuilt = codec.timesteps_batch([episode.observations[2:5], episode.observations[4:5]], [ids, ids[2:]])
+    same(rebuilt, 0)
+    assert not rebuilt.attention_mask[1, :2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step:].all()
+    model = _model(config)
+    with torch.no_grad():
+        expected, got = model(training)[0], model(rebuilt)
+        torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+        padded = model.extend(rebuilt, KVCache(config, batch_size=2), rebuilt.attention_mask)[1]
+        alone = model(codec.timesteps_batch([episode.observations[4:5]], [ids[2:]]))[0]
+    torch.testing.assert_close(padded[2 * per_step:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_actions_decode_to_the_bin_centre_and_refuse_foreign_ids(cheetah_episodes):
     codec = TaskCodec("halfcheetah", TINY)
-    data = TokenizedEpisodes([episode], Tokenizer(TINY), "halfcheetah")
-    batch = SequenceSampler(data, TINY).batch(np.array([[4, 5]]), np.ones((1, 2), bool), np.zeros(1, bool),
-                                              np.zeros(1, bool))
-    previous = codec.encode_actions(episode.actions[4:5])[:, -1:]
-    fed = codec.observation_batch(episode.observations[5:6], previous)
-    start = 24 - 1
-    for name in ("token_ids", "token_kinds", "local_positions"):
-        torch.testing.assert_close(getattr(fed, name)[0], getattr(batch, name)[0, start:start + fed.shape[1]])
+    episode = cheetah_episodes[0]
     ids = codec.encode_actions(episode.actions[:3])
     decoded = codec.decode_actions(ids)
     assert np.abs(decoded - np.clip(episode.actions[:3], -1, 1)).max() <= 1 / 1024 + 1e-6  # half a bin of 2/1024
     with pytest.raises(ValueError, match=r"must lie in \[1024, 2048\)"):
         codec.decode_actions(np.zeros((1, 6), np.int64))
-
-
-@pytest.mark.parametrize("task", ["halfcheetah", "pong"])
-def test_timesteps_batch_matches_the_training_layout(task, cheetah_episodes):
-    """Whole timesteps rebuilt by the agent give the logits of the data pipeline's batch; a
-    shorter row is padded in front and its padding is invisible."""
-    config = GatoConfig.from_preset("cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27))
-    episode = (cheetah_episodes[0] if task == "halfcheetah"
-               else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0])
-    codec = TaskCodec(task, config)
-    data = TokenizedEpisodes([episode], Tokenizer(config), task)
-    steps = np.array([[2, 3, 4]])
-    training = SequenceSampler(data, config).batch(steps, np.ones((1, 3), bool), np.zeros(1, bool), np.zeros(1, bool))
-    training = training.window(0, 3 * codec.layout.tokens_per_timestep)
-    ids = codec.encode_actions(episode.actions[2:5])
-    rebuilt = codec.timesteps_batch([episode.observations[2:5], episode.observations[4:5]], [ids, ids[2:]])
-    model = _model(config)
-    with torch.no_grad():
-        expected, got = model(training)[0], model(rebuilt)
-    torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
-    for name in ("token_ids", "token_kinds", "local_positions"):
-        torch.testing.assert_close(getattr(rebuilt, name)[0], getattr(training, name)[0])
-    # row 1: its one timestep sits at the end, after two timesteps of padding it cannot see
-    cache = KVCache(config, batch_size=2)
-    with torch.no_grad():
-        padded = model.extend(rebuilt, cache, rebuilt.attention_mask)[1]
-        alone = model(codec.timesteps_batch([episode.observations[4:5]], [ids[2:]]))[0]
-    per_step = codec.layout.tokens_per_timestep
-    assert not rebuilt.attention_mask[1, :2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step:].all()
-    torch.testing.assert_close(padded[2 * per_step:], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_window_memory_rebuilds_what_training_saw(cheetah_episodes):
@@ -209,7 +225,7 @@ def test_sampled_actions_are_legal_and_in_the_action_space(task):
     log = []
     agent = GatoAgent(_model(config, seed=1), task, None, temperature=1.5)
     rollout = agent.rollout(3, num_envs=2, seed=0, max_steps=12, progress=False,
-                            env_fn=lambda name, render: _Checked(make_task_env(name), log))
+                            env_fn=lambda name, render: _Checked(make_env(name), log))
     assert rollout.lengths.tolist() == [12, 12, 12]
     actions = np.array(log)  # (for Atari also the seeded no-ops that start each episode)
     assert len(actions) >= 36
@@ -264,13 +280,12 @@ def test_student_t_quantiles_and_intervals():
 
 def test_evaluate_writes_a_report_that_repeats(tmp_path):
     """A tiny run trained for two steps on random HalfCheetah data, evaluated end to end twice."""
-    from gato_min.train import TrainSettings, train
-
     cache = tmp_path / "cache"
-    settings = TrainSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
-                             heldout_fraction=0.25, steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2,
-                             checkpoint_every=2, eval_batches=1)
-    train(TINY, settings, tmp_path / "run", cache=cache, progress=False)
+    data = DataSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
+                        heldout_fraction=0.25)
+    settings = TrainSettings(steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2, checkpoint_every=2,
+                             eval_batches=1)
+    train(TINY, data, settings, tmp_path / "run", cache=cache, progress=False)
     reports = [evaluate_run(tmp_path / "run", episodes=3, num_envs=2, seed=1, prompt_tokens=48, out=tmp_path / name,
                             gif_steps=0, max_steps=25, cache=cache, progress=False) for name in ("a", "b")]
     rows = [report["tasks"][0] for report in reports]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gato_min.data.atari_policies import ATARI_POLICIES, BreakoutPolicy, PongPolicy
-from gato_min.data.tasks import make_env
+from gato_min.envs import make_env
 
 
 def _play(task, policy, steps):

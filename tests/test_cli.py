@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gato_min.cli import main
+from gato_min.tools.cli import main
 
 
 def test_tokenize_demo_prints_and_saves_its_figure(tmp_path, capsys):

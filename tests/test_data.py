@@ -9,7 +9,8 @@ import pytest
 from gato_min.data.collect import collect, collect_to_file, dataset_path
 from gato_min.data.episodes import Episode, filter_by_return
 from gato_min.data.formats import read_d4rl, read_minari, write_d4rl
-from gato_min.data.tasks import TASKS, check_tier, d4rl_normalized_score, make_env, normalized_score, preprocess_frame
+from gato_min.data.reference import d4rl_normalized_score, normalized_score
+from gato_min.envs import TASKS, check_tier, make_env, preprocess_frame
 
 
 def _episode(length, terminated, obs_dim=3, reward=1.0, discrete=False):
@@ -249,7 +250,7 @@ def test_normalized_score_from_a_reference_file(tmp_path):
 
 
 def test_shipped_reference_returns_normalize_expert_to_100():
-    from gato_min.data.tasks import reference_returns
+    from gato_min.data.reference import reference_returns
 
     for task in ("pong", "breakout"):
         ref = reference_returns(task)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gato_min.data.experts import MLPPolicy, TD3Settings, export_policy, load_policy, train_expert
-from gato_min.data.tasks import TASKS, get_task, make_env
+from gato_min.data.policies import MLPPolicy, export_policy, load_policy
+from gato_min.tools.experts import TD3Settings, train_expert
+from gato_min.envs import TASKS, get_task, make_env
 
 
 def test_registry_knows_the_five_tasks_and_refuses_others():
@@ -76,7 +77,7 @@ def test_td3_experts_are_for_mujoco_tasks_only(tmp_path):
 
 def test_portable_state_resumes_without_the_replay_buffer(tmp_path, capsys):
     pytest.importorskip("stable_baselines3")
-    from gato_min.data.experts import save_portable_state
+    from gato_min.tools.experts import save_portable_state
 
     settings = TD3Settings(total_steps=300, learning_starts=100, eval_every=150, checkpoint_every=150,
                            eval_episodes=1, batch_size=32, buffer_size=2000, hidden_sizes=(16, 16))
@@ -93,7 +94,7 @@ def test_portable_state_resumes_without_the_replay_buffer(tmp_path, capsys):
 
 
 def test_tiers_are_chosen_from_the_curve_and_exported(tmp_path):
-    from gato_min.data.experts import choose_snapshots, export_tiers, plot_training_curve
+    from gato_min.tools.experts import choose_snapshots, export_tiers, plot_training_curve
 
     run = tmp_path / "run"
     returns = {10_000: 300.0, 20_000: 900.0, 30_000: 1200.0, 40_000: 1500.0, 50_000: 2900.0, 60_000: 2700.0}

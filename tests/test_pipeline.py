@@ -7,8 +7,8 @@ import pytest
 
 from gato_min.config import GatoConfig
 from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_file
-from gato_min.data.experts import load_policy
-from gato_min.pipeline import DEMO_CONFIG, demo_settings, run_demo
+from gato_min.data.policies import load_policy
+from gato_min.tools.demo import DEMO_CONFIG, demo_settings, run_demo
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="local", value_init="smooth")
 
@@ -38,9 +38,9 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
 
 def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
     assert DEMO_CONFIG.n_layer == 4 and DEMO_CONFIG.context_length == 96 and DEMO_CONFIG.value_init == "smooth"
-    settings = demo_settings(steps=10)
-    assert settings.steps == 10 and settings.action_noise == 0.3 and settings.record == "intended"
-    assert settings.min_return_fraction == 0.0  # the noisy play returns less than 80 % of the expert's
+    data, settings = demo_settings(steps=10)
+    assert settings.steps == 10 and data.action_noise == 0.3 and data.record == "intended"
+    assert data.min_return_fraction == 0.0  # the noisy play returns less than 80 % of the expert's
     with pytest.raises(ValueError, match="eval_episodes"):
         run_demo("unused", eval_episodes=1)
     with pytest.raises(ValueError, match="threads and processes"):
@@ -73,7 +73,7 @@ def test_action_noise_is_seeded_clipped_and_recorded():
     assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3, "intended").name.endswith("noise0.3-intended-2ep-seed0.hdf5")
     with pytest.raises(ValueError, match="needs action_noise"):
         collect("halfcheetah", "expert", 1, progress=False, record="intended")
-    with pytest.raises(ValueError, match="MuJoCo actors only"):
+    with pytest.raises(ValueError, match="continuous-action tasks only"):
         collect("pong", "expert", 1, progress=False, action_noise=0.1)
     with pytest.raises(ValueError, match="action_noise must be"):
         collect("hopper", "expert", 1, progress=False, action_noise=-1)

@@ -159,14 +159,14 @@ def test_readmes_list_every_chapter_with_a_colab_badge():
 
 
 def test_shipped_text_model_is_what_its_corpus_produces(tmp_path):
-    from gato_min.text_model import CORPUS_FILE, model_file, train_text_model
+    from gato_min.tools.text_model import CORPUS_FILE, model_file, train_text_model
 
     retrained = train_text_model(CORPUS_FILE, 1024, out_file=tmp_path / "retrained.model")
     assert retrained.read_bytes() == model_file(1024).read_bytes(), "run make text-model"
 
 
 def test_collect_prose_reads_markdown_cells_and_the_readme(tmp_path):
-    from gato_min.text_model import collect_prose
+    from gato_min.tools.text_model import collect_prose
 
     (tmp_path / "chapters").mkdir()
     (tmp_path / "README.md").write_text("# Title\n\nSome prose with a [link](x.md).\n\n```bash\nmake test\n```\n")

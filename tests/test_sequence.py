@@ -10,7 +10,7 @@ from gato_min.config import GatoConfig
 from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
-from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, SequenceSampler, TokenizedEpisodes, text_batch
+from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, SequenceSampler, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 CONFIG = GatoConfig.from_preset("cpu-small")
@@ -178,7 +178,7 @@ def test_prompts_come_from_another_episode_end_or_uniform():
 
 def test_sampling_leaves_the_dataset_unchanged():
     data = TokenizedEpisodes(atari_episodes(), TOKENIZER)
-    arrays = [data.patches, data.action_ids, data.lengths, data.starts]
+    arrays = [data.timesteps.patches, data.action_ids, data.lengths, data.starts]
     before = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
     sampler = SequenceSampler(data, CONFIG.replace(context_length=100))
     for _ in range(20):
@@ -189,10 +189,15 @@ def test_sampling_leaves_the_dataset_unchanged():
 
 
 def test_text_batches_count_every_token():
-    rng = np.random.default_rng(0)
-    batch = text_batch(np.arange(500) % 1000, 64, 4, CONFIG.vocab.pad_id, rng)
-    assert torch.all(batch.loss_mask) and torch.all(batch.token_kinds == TEXT)
-    short = text_batch(np.arange(10), 64, 2, CONFIG.vocab.pad_id, rng)
+    """Text goes the one road too: a stream of one-token timesteps, never prompted, no local positions."""
+    config = CONFIG.replace(context_length=64, prompt_fraction=1.0)
+    text = TokenizedEpisodes.from_text(np.arange(500) % 1000, TOKENIZER)
+    batch = SequenceSampler(text, config, seed=0).sample(4)
+    assert torch.all(batch.loss_mask) and torch.all(batch.token_kinds == TEXT) and not batch.prompted.any()
+    assert torch.all(batch.local_positions == -1)
+    starts = batch.token_ids[:, 0]
+    assert torch.equal(batch.token_ids, (starts[:, None] + torch.arange(64)) % 1000)  # consecutive pieces
+    short = SequenceSampler(TokenizedEpisodes.from_text(np.arange(10), TOKENIZER), config, seed=0).sample(2)
     assert short.loss_mask.sum() == 20 and torch.all(short.token_ids[:, 10:] == CONFIG.vocab.pad_id)
 
 

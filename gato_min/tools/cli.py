@@ -39,7 +39,6 @@ def _cache(args) -> Path:
 
 
 def _train_expert(args) -> int:
-
     out = args.out or _cache(args) / "experts" / args.task
     train_expert(args.task, out, total_steps=args.steps, seed=args.seed, threads=args.threads,
                  progress=not args.no_progress, resume_from=args.resume_from)
@@ -47,8 +46,6 @@ def _train_expert(args) -> int:
 
 
 def _tokenize(args) -> int:
-    from gato_min.demo import tokenize_demo
-
     report, figure = tokenize_demo(GatoConfig.from_preset(args.preset), args.out, seed=args.seed)
     print(report)
     print(f"\nfigure written to {figure}")
@@ -56,7 +53,6 @@ def _tokenize(args) -> int:
 
 
 def _train_text_model(args) -> int:
-
     if args.refresh_corpus:
         print(f"collected prose into {refresh_corpus(args.repo)}")
     path = train_text_model(CORPUS_FILE, vocab_size=args.vocab_size)
@@ -65,7 +61,6 @@ def _train_text_model(args) -> int:
 
 
 def _save_expert_state(args) -> int:
-
     run = args.out or _cache(args) / "experts" / args.task
     dest = save_portable_state(run, args.to or Path("experts") / args.task)
     print(f"saved the portable training state of {run} to {dest}")
@@ -73,8 +68,6 @@ def _save_expert_state(args) -> int:
 
 
 def _collect(args) -> int:
-    from gato_min.data.formats import read_d4rl
-
     path = collect_to_file(args.task, args.tier, args.episodes, args.seed, args.num_envs, out=args.out,
                            cache=args.cache, progress=not args.no_progress, action_noise=args.action_noise,
                            record=args.record)
@@ -85,7 +78,6 @@ def _collect(args) -> int:
 
 
 def _reference_returns(args) -> int:
-
     table = measure(args.tasks, args.episodes, args.num_envs, progress=not args.no_progress)
     print(markdown_table(table))
     if not args.dry_run:
@@ -94,7 +86,6 @@ def _reference_returns(args) -> int:
 
 
 def _bench_collect(args) -> int:
-
     print(f"collection speed, {args.task}/{args.tier}, {args.episodes} episodes per run")
     print(f"{'envs':>5s} {'steps':>8s} {'seconds':>8s} {'steps/s':>8s}")
     for num_envs in args.num_envs:
@@ -105,8 +96,6 @@ def _bench_collect(args) -> int:
 
 
 def _export_experts(args) -> int:
-    from gato_min.data.experts import export_tiers, load_policy, plot_training_curve
-
     for task in args.tasks:
         run = _cache(args) / "experts" / task
         steps = {"medium": args.medium_step} if args.medium_step is not None else None
@@ -119,8 +108,6 @@ def _export_experts(args) -> int:
 
 
 def _bench_batches(args) -> int:
-    from gato_min.config import GatoConfig
-
     config = GatoConfig.from_preset(args.preset)
     print(f"batch assembly (1 thread) vs a training step of {args.preset} ({args.batch_size} x "
           f"{config.context_length} tokens)")
@@ -154,9 +141,6 @@ def _train(args) -> int:
 
 
 def _bench_train(args) -> int:
-
-    from gato_min.config import GatoConfig
-
     if args.threads:
         torch.set_num_threads(args.threads)
     config = GatoConfig.from_preset(args.preset)
@@ -172,8 +156,6 @@ def _bench_train(args) -> int:
 
 
 def _bench_processes(args) -> int:
-    from gato_min.config import GatoConfig
-
     config = GatoConfig.from_preset(args.preset, **({"context_length": args.context_length} if args.context_length else {}))
     result = bench_processes(config, args.batch_size, args.steps, args.processes, args.rounds, args.task)
     p = result["processes"]
@@ -188,9 +170,6 @@ def _bench_processes(args) -> int:
 
 
 def _bench_act(args) -> int:
-
-    from gato_min.config import GatoConfig
-
     if args.threads:
         torch.set_num_threads(args.threads)
     config = GatoConfig.from_preset(args.preset)
@@ -207,8 +186,6 @@ def _bench_act(args) -> int:
 
 
 def _evaluate(args) -> int:
-
-
     if args.threads:
         torch.set_num_threads(args.threads)
     report = evaluate_run(args.run, args.tasks, args.episodes, args.envs, args.seed,
@@ -225,7 +202,6 @@ def _evaluate(args) -> int:
 
 
 def _demo(args) -> int:
-
     run_demo(args.out, args.steps, args.episodes, args.eval_episodes, threads=args.threads, processes=args.processes,
              cache=args.cache, progress=not args.no_progress, temperature=args.temperature)
     return 0
