@@ -48,7 +48,8 @@ from matplotlib.colors import ListedColormap
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.plotting import TOKEN_COLORS, save_figure, use_style
-from gato_min.sequence import ACTION, KIND_NAMES, TEXT, SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import ACTION, KIND_NAMES, TEXT, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 use_style()

@@ -57,7 +57,8 @@ from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.model import GatoModel, KVCache
 from gato_min.plotting import PALETTE, save_figure, use_style
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 use_style()

@@ -1,14 +1,12 @@
-"""Sequence layout: episodes -> fixed windows of tokens, with a loss mask and prompts.
+"""Sequence layout: timesteps -> rows of tokens, with a loss mask; the one road to a `Batch`.
 
 Gato (Reed et al., 2022, Sec. 2.1-2.3) lays one timestep out as
 
     [text, image patches, tensor values, '|', actions]
 
-and an episode as its timesteps in order. Training sequences are windows of L tokens. The loss
-counts only text tokens and logged action tokens (Sec. 2.3: "m(b, l) = 1 if the token at index
-l is either from text or from the logged action of an agent"). For 25 % of the sequences a
-prompt from another episode of the same task and source is put in front; half of the prompts
-are the end of that episode, half a uniformly placed piece of it.
+and an episode as its timesteps in order. The loss counts only text tokens and logged action
+tokens (Sec. 2.3: "m(b, l) = 1 if the token at index l is either from text or from the logged
+action of an agent").
 
 How gato_min does it:
 
@@ -17,16 +15,10 @@ How gato_min does it:
   Every timestep of a task has the same layout (`TimestepLayout`), so a window of K timesteps is
   a gather of K rows, and a batch is assembled with numpy fancy indexing, no per-sample loop.
 * **One road.** `TimestepLayout` is the one definition of a timestep and `build_batch` the one
-  way tokens become a `Batch`: training windows (`SequenceSampler`), prompts and acting
-  (`gato_min.agent`: an observation, one action token, a rebuilt window, all cut from
+  way tokens become a `Batch`: training windows (`gato_min.sampling`), prompts and acting
+  (`gato_min.codec`: an observation, one action token, a rebuilt window, all cut from
   `build_batch` rows with `Batch.window`) and text (a stream of one-token timesteps). The
   agent acts on exactly the tokens training saw.
-* Windows start at timestep boundaries: K = L // tokens_per_timestep whole timesteps, the rest
-  padded (attention mask 0). An episode shorter than K gives a shorter, padded window.
-* Decisions (the paper is silent): a prompted sequence gives `prompt_share` (half) of its K
-  timesteps to the prompt and the rest to the sequence itself; the loss also counts the
-  prompt's action tokens (they are logged actions of the same task); a task with a single
-  episode prompts from that same episode. Sampling only reads the dataset's arrays.
 
 A `Batch` holds, per sequence: token ids (image tokens carry a placeholder id 0), token kinds,
 local observation positions (-1: none), loss and attention masks, and the image patches of the
@@ -339,76 +331,3 @@ def concat_batches(batches: list[Batch]) -> Batch:
     fields = {k: torch.cat([getattr(b, k) for b in batches]) for k in batches[0].__dict__ if k != "patch_index"}
     fields["patch_index"] = torch.cat([b.patch_index + offset for b, offset in zip(batches, offsets.tolist())])
     return Batch(**fields)
-
-
-class SequenceSampler:
-    """Random training windows (with prompts) of one task's tokenized episodes."""
-
-    def __init__(self, data: TokenizedEpisodes, config, seed: int = 0):
-        self.data, self.config = data, config
-        self.rng = np.random.default_rng(seed)
-        self.tokens_per_timestep = data.layout.tokens_per_timestep
-        self.steps_per_window = config.context_length // self.tokens_per_timestep
-        if self.steps_per_window < 1:
-            raise ValueError(f"context_length={config.context_length} is shorter than one timestep of "
-                             f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)")
-
-    def sample_windows(self, batch_size: int):
-        """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
-        and which prompts come from an episode's end."""
-        data, K, rng = self.data, self.steps_per_window, self.rng
-        prompted = (rng.random(batch_size) < self.config.prompt_fraction) & data.promptable
-        from_end = prompted & (rng.random(batch_size) < self.config.prompt_end_fraction)
-        prompt_steps = np.where(prompted, int(round(K * self.config.prompt_share)), 0)
-        prompt_steps = np.minimum(prompt_steps, K - 1) if K > 1 else prompt_steps * 0
-        main_steps = K - prompt_steps
-        # the sequence itself: an episode (by length), a start so the window fits when it can
-        episode = rng.choice(data.num_episodes, size=batch_size, p=data.lengths / data.lengths.sum())
-        length = data.lengths[episode]
-        start = np.floor(rng.random(batch_size) * (np.maximum(length - main_steps, 0) + 1)).astype(np.int64)
-        # the prompt: another episode of the same task (the same one if there is only one)
-        if data.num_episodes > 1:
-            other = (episode + 1 + rng.integers(0, data.num_episodes - 1, batch_size)) % data.num_episodes
-        else:
-            other = episode
-        other_length = data.lengths[other]
-        room = np.maximum(other_length - prompt_steps, 0)
-        prompt_start = np.where(from_end, room, np.floor(rng.random(batch_size) * (room + 1)).astype(np.int64))
-
-        slot = np.arange(K)[None, :]
-        in_prompt = slot < prompt_steps[:, None]
-        offset_in_prompt = prompt_start[:, None] + slot
-        offset_in_main = start[:, None] + slot - prompt_steps[:, None]
-        valid = np.where(in_prompt, offset_in_prompt < other_length[:, None], offset_in_main < length[:, None])
-        steps = np.where(in_prompt, data.starts[other][:, None] + offset_in_prompt,
-                         data.starts[episode][:, None] + offset_in_main)
-        # real timesteps first, padding last: a short prompt does not leave a hole mid-sequence
-        order = np.argsort(~valid, axis=1, kind="stable")
-        steps, valid = np.take_along_axis(steps, order, 1), np.take_along_axis(valid, order, 1)
-        steps = np.where(valid, steps, 0)
-        return steps, valid, prompted, from_end
-
-    def sample(self, batch_size: int) -> Batch:
-        """A batch of `batch_size` windows of exactly `context_length` tokens."""
-        return self.batch(*self.sample_windows(batch_size))
-
-    def tiled_windows(self, count: int):
-        """`count` prompt-free windows spread evenly over the consecutive, non-overlapping windows
-        that tile every episode (the same arguments as `sample_windows` returns). For held-out
-        evaluation: every part of every episode is represented, without sampling noise."""
-        data, K = self.data, self.steps_per_window
-        per_episode = -(-data.lengths // K)  # windows per episode, the last one possibly short
-        episode = np.repeat(np.arange(data.num_episodes), per_episode)
-        offset = np.concatenate([np.arange(n) * K for n in per_episode])
-        pick = np.unique(np.linspace(0, len(episode) - 1, min(count, len(episode))).round().astype(np.int64))
-        episode, offset = episode[pick], offset[pick]
-        slot = offset[:, None] + np.arange(K)[None, :]
-        valid = slot < data.lengths[episode][:, None]
-        steps = np.where(valid, data.starts[episode][:, None] + slot, 0)
-        none = np.zeros(len(pick), dtype=bool)
-        return steps, valid, none, none
-
-    def batch(self, steps: np.ndarray, valid: np.ndarray, prompted: np.ndarray, from_end: np.ndarray) -> Batch:
-        """The batch of windows given as global timestep indices (B, K) and their validity."""
-        return build_batch(self.data.layout, self.config, self.data.timesteps, steps, valid,
-                           self.config.context_length, prompted, from_end)

@@ -19,7 +19,8 @@ from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
 from gato_min.model import GatoModel, KVCache
 from gato_min.optim import TrainSettings
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from gato_min.train import train
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from gato_min.config import GatoConfig
 from gato_min.model import GatoModel, KVCache
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from test_sequence import atari_episodes, mujoco_episodes
 

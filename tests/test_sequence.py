@@ -10,7 +10,8 @@ from gato_min.config import GatoConfig
 from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
-from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 CONFIG = GatoConfig.from_preset("cpu-small")

@@ -22,7 +22,8 @@ from gato_min.optim import TrainSettings, learning_rate, parameter_groups
 from gato_min.runs import RunFolder, load_model
 from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
 from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from gato_min.train import train
 

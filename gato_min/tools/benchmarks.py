@@ -40,7 +40,8 @@ from gato_min.data.collect import collect
 from gato_min.distributed import free_port
 from gato_min.envs import get_task
 from gato_min.model import GatoModel, KVCache, LossModule
-from gato_min.sequence import SequenceSampler, TokenizedEpisodes, concat_batches
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes, concat_batches
 from gato_min.tokenize import Tokenizer
 
 
