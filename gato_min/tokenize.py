@@ -86,21 +86,6 @@ def _as_int_array(values, name: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- nested observations
 
-def flatten_nested(tree, name: str = "observation") -> list[tuple[str, np.ndarray]]:
-    """Nested dicts of arrays -> [(key path, array)], keys in lexicographic order (Sec. 2.1).
-
-    Each array is later flattened row-major by the tokenizer. Keys must be strings.
-    """
-    if isinstance(tree, dict):
-        flat: list[tuple[str, np.ndarray]] = []
-        for key in sorted(tree):
-            if not isinstance(key, str):
-                raise TypeError(f"{name} keys must be strings, got {key!r} ({type(key).__name__})")
-            flat.extend(flatten_nested(tree[key], f"{name}/{key}"))
-        return flat
-    return [(name, np.asarray(tree))]
-
-
 # --------------------------------------------------------------------------- continuous values
 
 def mu_law_encode(x, mu: float = 100.0, m: float = 256.0) -> np.ndarray:

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gato_min.config import GatoConfig
+from gato_min.data.episodes import flatten_nested
 from gato_min.tools.tokenize_demo import Timestep, timestep_tokens
-from gato_min.tokenize import (Tokenizer, VocabLayout, bin_centers, detokenize_continuous, discretize, flatten_nested,
+from gato_min.tokenize import (Tokenizer, VocabLayout, bin_centers, detokenize_continuous, discretize,
                                image_to_patches, mu_law_decode, mu_law_encode, patch_grid, patches_to_image,
                                tokenize_continuous, tokenize_discrete)
 

@@ -15,6 +15,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def flatten_nested(tree, name: str = "observation") -> list[tuple[str, np.ndarray]]:
+    """Nested dicts of arrays -> [(key path, array)], keys in lexicographic order (Sec. 2.1).
+
+    Each array is later flattened row-major by the tokenizer. Keys must be strings.
+    """
+    if isinstance(tree, dict):
+        flat: list[tuple[str, np.ndarray]] = []
+        for key in sorted(tree):
+            if not isinstance(key, str):
+                raise TypeError(f"{name} keys must be strings, got {key!r} ({type(key).__name__})")
+            flat.extend(flatten_nested(tree[key], f"{name}/{key}"))
+        return flat
+    return [(name, np.asarray(tree))]
+
+
 @dataclass
 class Episode:
     observations: np.ndarray | dict  # (T, *obs_shape) readings or uint8 frames; or nested dicts of such
@@ -25,8 +40,6 @@ class Episode:
     source: str = ""  # where it came from: a policy tier or a file
 
     def __post_init__(self) -> None:
-        from gato_min.tokenize import flatten_nested
-
         lengths = {key: len(value) for key, value in flatten_nested(self.observations, "observations")}
         lengths.update(actions=len(self.actions), rewards=len(self.rewards))
         if len(set(lengths.values())) != 1:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gato_min.data.episodes import Episode, EpisodeSet
+from gato_min.data.episodes import Episode, EpisodeSet, flatten_nested
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 MINARI_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -154,7 +154,6 @@ def _drop_last(tree):
 
 def read_minari(dataset_dir: str | Path) -> EpisodeSet:
     """Read a Minari dataset folder (the one holding `data/`, or `data/` itself) into episodes."""
-    from gato_min.tokenize import flatten_nested
 
     dataset_dir = Path(dataset_dir)
     data_dir = dataset_dir / "data" if (dataset_dir / "data").is_dir() else dataset_dir

@@ -126,6 +126,18 @@ def _read_curve(path: Path) -> list[dict]:
 def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = None,
                  total_steps: int | None = None, seed: int = 0, threads: int = 1,
                  progress: bool = True, resume_from: str | Path | None = None) -> Path:
+    """Train (or resume training) a TD3 expert for `task` with `threads` torch threads (the
+    caller's count is given back); see `_train_expert`."""
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train_expert(task, out_dir, settings, total_steps, seed, progress, resume_from)
+    finally:
+        torch.set_num_threads(caller_threads)
+
+
+def _train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None, total_steps: int | None, seed: int,
+                  progress: bool, resume_from: str | Path | None) -> Path:
     """Train (or resume training) a TD3 expert for `task`; returns the output folder.
 
     `settings` defaults to those stored in `out_dir` by an earlier run, else `TD3Settings()`;
@@ -148,7 +160,6 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
     spec = get_task(task)
     if spec.family != "mujoco":
         raise ValueError(f"task {task!r} is an {spec.family} task; TD3 experts are trained for mujoco tasks only")
-    torch.set_num_threads(threads)
     out = Path(out_dir).expanduser()
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     ckpt, ckpt_new, ckpt_old = out / "checkpoint", out / "checkpoint.new", out / "checkpoint.old"
