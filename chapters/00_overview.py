@@ -67,18 +67,23 @@ print("gato_min", gato_min.__version__)
 # | 01 tokenization | text, patches, discrete and continuous values → ids | `tokenize.py` |
 # | 02 embedding | one lookup table; a ResNet block per image patch | `embed.py` |
 # | 03 position encodings | where a patch sits in its image, where a token sits in its timestep | `positions.py` |
-# | 04 sequence layout | timesteps → training windows, loss mask, prompts | `sequence.py` |
+# | 04 sequence layout | timesteps → training windows, loss mask, prompts | `sequence.py`, `sampling.py` |
 # | 05 transformer | the decoder, the paper's three sizes, the masked loss | `model.py`, `config.py` |
-# | 06 training | behaviour data and the training loop | `data/`, `train.py` |
-# | 07 prompted evaluation | demonstrations, sampling with a cache, scores in real environments | `agent.py`, `envs.py` |
-# | 08 generalist | one set of weights on Atari, MuJoCo and text | all of it |
+# | 06 training | behaviour data and the training loop | `data/`, `task_data.py`, `optim.py`, `train.py`, `runs.py` |
+# | 07 prompted evaluation | demonstration prompts, sampling one token at a time with a cache, memory | `codec.py`, `agent.py` |
+# | 08 scores | playing the real environments: scores, prompting, how episodes fail | `evaluate.py` |
+# | later | learning speed, Atari from pixels, the generalist | all of it |
+#
+# Underneath all of them sits `envs.py`: the tasks (the shipped ones, and any gymnasium
+# environment you register) and their environments. What a maintainer runs — the command line,
+# the demo, expert training, benchmarks — lives apart, in `gato_min.tools`.
 #
 # The picture below is the same plan as a pipeline. Modules drawn solid exist in the package you
 # have installed; dashed ones are built by later chapters.
 
 # %%
 STAGES = [  # (label, module that implements it)
-    ("environments\n& behaviour data", "gato_min.data"),
+    ("environments\n& behaviour data", "gato_min.envs"),
     ("tokenize", "gato_min.tokenize"),
     ("embed +\npositions", "gato_min.embed"),
     ("sequence\nlayout", "gato_min.sequence"),

@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gato_min.config import GatoConfig
-from gato_min.demo import (atari_timestep, mujoco_timestep, plot_patch_grid, plot_token_strip, timestep_tokens,
+from gato_min.tools.tokenize_demo import (atari_timestep, mujoco_timestep, plot_patch_grid, plot_token_strip, timestep_tokens,
                            token_legend)
 from gato_min.plotting import PALETTE, TOKEN_COLORS, save_figure, use_style
 from gato_min.tokenize import (Tokenizer, bin_centers, bin_edges, detokenize_continuous, discretize,

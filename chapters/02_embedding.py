@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from gato_min.config import GatoConfig
-from gato_min.data.tasks import preprocess_frame
-from gato_min.demo import atari_timestep
+from gato_min.envs import preprocess_frame
+from gato_min.tools.tokenize_demo import atari_timestep
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
-from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.plotting import save_figure, use_style
 from gato_min.tokenize import Tokenizer, cut_patches, normalize_pixels
 
 use_style()

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from gato_min.config import GatoConfig
-from gato_min.demo import plot_token_strip, token_legend
+from gato_min.tools.tokenize_demo import plot_token_strip, token_legend
 from gato_min.plotting import save_figure, use_style
-from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals, sample_positions
+from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
 from gato_min.sequence import TimestepLayout
 
 use_style()

@@ -151,7 +151,7 @@ import hashlib
 
 
 def fingerprint(data):
-    return hashlib.sha256(data.value_ids.tobytes() + data.action_ids.tobytes()).hexdigest()[:16]
+    return hashlib.sha256(data.timesteps.value_ids.tobytes() + data.action_ids.tobytes()).hexdigest()[:16]
 
 
 before = fingerprint(cheetah)
