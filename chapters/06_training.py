@@ -49,13 +49,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from gato_min.optim import TrainSettings, learning_rate
 from gato_min.plotting import PALETTE, save_figure, use_style
-from gato_min.train import (RunFolder, TrainSettings, action_dimension_losses, heldout_losses, learning_rate,
-                            load_model, load_task_data, marginal_losses, read_config, read_settings, train)
+from gato_min.runs import RunFolder, load_model, read_config, read_data_settings, read_settings
+from gato_min.stored import stored_run
+from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_losses
+from gato_min.train import train
 
 use_style()
 torch.manual_seed(0)
-STORED = Path("..") / "results" / "halfcheetah-cpu-small"  # the full run, made by the command below
+STORED = stored_run("halfcheetah-cpu-small")  # the full run, made by the command below (results/ in the repository)
 print((STORED / "command.txt").read_text())
 
 # %% [markdown]
@@ -91,7 +94,9 @@ plt.show();
 # %% [markdown]
 # ## The data, filtered and split
 #
-# The stored run's settings name its data: 100 episodes of the expert tier. The loader applies
+# A run folder keeps what it trains on (`data.json`, a `DataSettings`) beside how it optimizes
+# (`settings.json`, a `TrainSettings`, read above). The stored run's data: 100 episodes of the
+# expert tier, collected without noise. The loader applies
 # the 80 % filter (measured from the random policy's return, so that it also works for tasks
 # whose returns are negative), keeps a tenth of the episodes out of training, and computes the
 # baseline every held-out loss is compared with: the cross-entropy of the held-out action
@@ -100,7 +105,9 @@ plt.show();
 
 # %%
 config = read_config(STORED)
-data = load_task_data("halfcheetah", ours, config, progress=False)
+data_settings = read_data_settings(STORED)
+print(data_settings)
+data = load_task_data("halfcheetah", data_settings, config, progress=False)
 print(json.dumps(data.info, indent=1))
 print(f"marginal-bins baseline: {data.baseline_loss:.3f} nats per action token")
 
@@ -129,18 +136,18 @@ print(f"stored run: action_positions = {config.action_positions!r}, context_leng
 # %% [markdown]
 # ## A short run, here
 #
-# The same loop, 40 steps of 4 sequences, into a fresh folder. Each step mixes the tasks by
-# weight (one task here), samples windows with prompts, and takes an AdamW step; every 10 steps
-# a row goes to `metrics.jsonl`, and the folder gets an atomic checkpoint it can resume from.
+# The same loop on the same data, 40 steps of 4 sequences, into a fresh folder:
+# `train(config, data_settings, settings, out)`. Each step mixes the tasks by weight (one task
+# here), samples windows with prompts, and takes an AdamW step; every 10 steps a row goes to
+# `metrics.jsonl`, and the folder gets an atomic checkpoint it can resume from.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 short_dir = Path("runs") / "chapter06"
 shutil.rmtree(short_dir, ignore_errors=True)
-short = TrainSettings(tasks=("halfcheetah",), steps=40, batch_size=4, lr=1e-3, warmup_steps=10, log_every=10,
-                      eval_every=40, checkpoint_every=40, eval_batches=1)
-torch.set_num_threads(2)
-result = train(config, short, short_dir, progress=False)
+short = TrainSettings(steps=40, batch_size=4, lr=1e-3, warmup_steps=10, log_every=10, eval_every=40,
+                      checkpoint_every=40, eval_batches=1)
+result = train(config, data_settings, short, short_dir, threads=2, progress=False)
 rows = RunFolder(short_dir).rows()
 for row in rows:
     print(f"step {row['step']:3d}  loss {row['loss']:.2f}  lr {row['lr']:.1e}  {row['tokens_per_s']:,.0f} tokens/s")
@@ -225,4 +232,5 @@ for name, model_loss, base in zip(names, per_dimension, baseline):
 #
 # Change the peak rate or the batch of the short run above (say `lr=3e-3` or `batch_size=8`)
 # and compare the 40-step losses; or train a text-and-control mix with
-# `TrainSettings(tasks=("halfcheetah", "text"), weights=(3, 1))`.
+# `DataSettings(tasks=("halfcheetah", "text"), weights=(3, 1))` (from `gato_min.data.training_set`) in
+# place of `data_settings`.

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 07 · Prompted evaluation in real environments
+# # 07 · Prompted evaluation
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/gato-min/gato_min/blob/main/chapters/07_prompted_evaluation.ipynb)
 #
@@ -25,15 +25,15 @@
 #   the task, by default its first 1024 tokens.
 # * **Memory** (App. C.1): at deployment Gato keeps Transformer-XL-style memory: the keys and
 #   values of earlier tokens stay, so the model sees beyond its 1024-token window.
-# * **Scores** (Sec. 4.1): 0 is a uniformly random policy and 100 the task's expert.
 #
-# `gato_min.envs` turns observations into tokens and tokens into actions; `gato_min.agent`
-# runs a batch of environments with a key/value cache; `gato_min.evaluate` writes the report.
-# This chapter takes the stored HalfCheetah run (`results/halfcheetah-30min`: the small preset
-# with a 96-token context, trained for 29 minutes on 2 cores on 500 expert episodes played with
-# noise on the torques and labelled with the expert's own torques), follows one action from the
-# prompt to the torque, shows why the agent rebuilds its window instead of sliding it token by
-# token, and looks at its scores.
+# `gato_min.codec` turns observations into tokens and tokens into actions; `gato_min.agent`
+# runs a batch of environments with a key/value cache. This chapter takes the stored HalfCheetah
+# run (`results/halfcheetah-30min`: the small preset with a 96-token context, trained for 29
+# minutes on 2 cores on 500 expert episodes played with noise on the torques and labelled with
+# the expert's own torques), follows one action from the prompt to the torque, checks that a
+# cached prompt acts as if it had been fed, shows why the agent rebuilds its window instead of
+# sliding it token by token, and plays a short episode. Chapter 08 reads the run's scores over
+# full episodes, with and without the prompt.
 
 # %%
 import subprocess
@@ -44,9 +44,7 @@ if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own tor
                     "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
-import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering, before MuJoCo is imported
 
@@ -56,17 +54,18 @@ import torch
 
 from gato_min.agent import GatoAgent
 from gato_min.data.collect import collect, policy_file
-from gato_min.data.experts import load_policy
-from gato_min.envs import make_task_env, model_observation, start_episode
+from gato_min.data.policies import load_policy
+from gato_min.envs import make_env, model_observation, start_episode
 from gato_min.model import KVCache
 from gato_min.plotting import PALETTE, TOKEN_COLORS, save_figure, use_style
+from gato_min.runs import load_model
 from gato_min.sequence import KIND_NAMES
-from gato_min.train import load_model
+from gato_min.stored import stored_run
 
 use_style()
 torch.manual_seed(0)
 torch.set_num_threads(2)
-STORED = Path("..") / "results" / "halfcheetah-30min"  # python -m gato_min train ... (its command.txt)
+STORED = stored_run("halfcheetah-30min")  # python -m gato_min train ... (its command.txt)
 model = load_model(STORED, task="halfcheetah")
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters, context {model.config.context_length} tokens")
 
@@ -113,7 +112,7 @@ plt.show();
 
 # %%
 spec = agent.codec.spec
-env = make_task_env("halfcheetah")
+env = make_env("halfcheetah")
 observation = model_observation(spec, start_episode(env, spec, seed=0))
 cache = KVCache(model.config, batch_size=1)
 cache.install_prefix([0], agent.prefixes()[0])
@@ -143,7 +142,8 @@ for j, ax in enumerate(axes):
     ax.set_xlabel("value")
 axes[0].set_ylabel("probability")
 axes[-1].legend(fontsize=7)
-fig.suptitle("the first step of an episode: each torque's distribution, given the prompt and the torques before it", y=1.08)
+fig.suptitle("the first step of an episode: each torque's distribution, given the prompt and the torques before it",
+             y=1.08)
 save_figure(fig, "07_action_tokens")
 plt.show();
 print("sampled:", np.round(action, 2))
@@ -230,8 +230,8 @@ print(f"ring: up to {max(ring_gap):.1f} apart once it wraps (step {steps[int(np.
 # %% [markdown]
 # ## A short rollout
 #
-# The agent plays 150 steps of one episode from the same start (MuJoCo renders offscreen).
-# Frames from the rollout:
+# The agent plays 150 steps of one episode from the same start, with its default prompt and
+# window memory (MuJoCo renders offscreen). Frames from the rollout:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -248,179 +248,20 @@ if rollout.frames:
     plt.show()
 
 # %% [markdown]
-# ## The scores
-#
-# `python -m gato_min evaluate` played 10 full episodes (1000 steps each, seeds 0–9) for each
-# setting; the reports are stored beside the run (their commands are in its `command.txt`).
-# "Sampled" draws each torque's bin from the model's distribution (temperature 1, as the paper
-# samples); "most likely" takes the top bin (temperature 0). Chapter 06's first run (1024-token
-# context, clean expert data, ring memory) is shown for comparison.
-
-# %%
-CHAPTER_06 = Path("..") / "results" / "halfcheetah-cpu-small"
-settings = {"no prompt,\nsampled": STORED / "eval-no-prompt", "no prompt,\nmost likely": STORED / "eval-no-prompt-t0",
-            "2-step prompt,\nsampled": STORED / "eval", "ring + prompt,\nsampled": STORED / "eval-ring",
-            "chapter 06 run": CHAPTER_06 / "eval"}
-reports = {name: json.loads((folder / "report.json").read_text())["tasks"][0] for name, folder in settings.items()}
-fig, ax = plt.subplots(figsize=(7.5, 3))
-names = list(reports)
-ax.bar(names, [r["score_mean"] for r in reports.values()], yerr=[r["score_ci95"] for r in reports.values()],
-       capsize=4, color=[PALETTE[5], PALETTE[4], PALETTE[2], PALETTE[6], PALETTE[0]])
-ax.axhline(100, color=PALETTE[3], ls="--", lw=1, label="expert")
-ax.axhline(80, color=PALETTE[1], ls=":", lw=1, label="80: the aim")
-ax.axhline(0, color=PALETTE[0], lw=0.8, label="random")
-ax.set_ylabel("normalized score")
-ax.set_ylim(-10, 110)
-ax.tick_params(axis="x", labelsize=8)
-ax.legend(fontsize=7, loc="center right")
-ax.set_title("HalfCheetah, 10 episodes each, 95 % intervals")
-save_figure(fig, "07_scores")
-plt.show();
-for name, row in reports.items():
-    print(f"{name.replace(chr(10), ' '):24s} return {row['return_mean']:7.1f} ± {row['return_ci95']:6.1f}   "
-          f"score {row['score_mean']:5.1f} ± {row['score_ci95']:.1f}")
-for name, folder in (("sampled", "eval-no-prompt-seed100"), ("most likely", "eval-no-prompt-t0-seed100")):
-    row = json.loads((STORED / folder / "report.json").read_text())["tasks"][0]
-    print(f"30 more episodes (seeds 100-129), no prompt, {name:11s}: score {row['score_mean']:5.1f} ± "
-          f"{row['score_ci95']:.1f}")
-
-# %% [markdown]
-# What the bars say (the numbers printed above):
-#
-# * **Without a prompt the agent reaches the aim on these ten episodes**, and it sits close to it
-#   on others: the 30 more episodes printed last score a few points either side of 80. With ten
-#   episodes a 95 % interval is 5 to 15 points wide, so one evaluation decides little at this
-#   level; the README lists a second training run with other seeds.
-# * **Sampling or the most likely bin** come out about even on average, in different ways. Taking
-#   the top bin, the episodes that go well run fastest (about 7,600, nine tenths of the expert);
-#   sampling wobbles every torque a little and its good episodes are slower (about 7,000). Both
-#   lose a few episodes badly — the next section shows how.
-# * **The prompt costs more than it gives** at this size. With a 96-token context a 2-timestep
-#   prompt from a demonstration's start (a cheetah standing still) leaves the episode one or
-#   two timesteps of its own; without a prompt the window holds two to four. The paper prompts
-#   with 1024 tokens and a model with room to spare.
-# * **Memory matters most.** The same weights with the same prompt score near zero in the ring:
-#   the drift measured above spoils the torques.
-# * **The recipe** — many noisy demonstrations labelled with the expert's own torques, a short
-#   context, smooth starting embeddings, chapter 06's local action positions and two worker
-#   processes — lifts the chapter-06 run from random to this, in the same 30 minutes.
-
-# %% [markdown]
-# ## How an episode goes wrong
-#
-# The episodes' returns (in the reports) are not spread evenly: most land near one value and a
-# few far below it. Replaying the ten no-prompt episodes taking the most likely bin (the
-# `eval-no-prompt-t0` setting, deterministic) with a wrapper that records the torso's pitch shows
-# why: in the low ones the cheetah has gone over onto its back (pitch past ±π/2, the shaded
-# band) and carries on running upside down, slowly. The demonstrations that went over (the
-# noisy play flips now and then) never came back either, so the agent does not right itself.
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-import gymnasium
-
-
-class PitchLog(gymnasium.Wrapper):
-    """Keeps the torso's pitch (radians; 0 = upright) after every step of the episode."""
-
-    def reset(self, **kwargs):
-        self.pitch = []
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        result = self.env.step(action)
-        self.pitch.append(float(self.unwrapped.data.qpos[2]))
-        return result
-
-
-def logged_env(task, render):
-    logged.append(PitchLog(make_task_env(task)))
-    return logged[-1]
-
-
-greedy = GatoAgent(model, "halfcheetah", temperature=0.0)
-logged = []
-replay = greedy.rollout(10, num_envs=10, seed=0, progress=False, env_fn=logged_env)
-flipped = np.array([np.abs(env.pitch).max() > np.pi / 2 for env in logged])
-fig, ax = plt.subplots(figsize=(7.5, 2.8))
-ax.axhspan(np.pi / 2, 3 * np.pi, color=PALETTE[6], alpha=0.08)
-ax.axhspan(-3 * np.pi, -np.pi / 2, color=PALETTE[6], alpha=0.08)
-labelled = set()
-for env, over in zip(logged, flipped):
-    kind = "went over" if over else "stayed upright"
-    ax.plot(env.pitch, color=PALETTE[6] if over else PALETTE[5], lw=0.8, label=None if kind in labelled else kind)
-    labelled.add(kind)
-ax.set_ylim(-2 * np.pi, 2 * np.pi)
-ax.set_xlabel("episode step")
-ax.set_ylabel("torso pitch (rad)")
-ax.legend(fontsize=8, loc="lower left")
-ax.set_title("ten episodes, most likely bins: the low returns are the ones that flip")
-save_figure(fig, "07_flips")
-plt.show();
-print(f"upright: {(~flipped).sum()} episodes, mean return {replay.returns[~flipped].mean():.0f}; "
-      f"flipped: {flipped.sum()}, mean return {replay.returns[flipped].mean() if flipped.any() else float('nan'):.0f}")
-
-# %% [markdown]
-# ## What the data allows: a plain regressor on the same episodes
-#
-# Is the data too thin, or the model too slow to learn from it? A two-layer MLP trained by mean
-# squared error on 20 noisy expert episodes — no tokens, no bins — is trained and played below
-# for two episodes.
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-torch.manual_seed(0)
-episodes = collect("halfcheetah", "expert", 20, seed=20_000, num_envs=4, progress=False, action_noise=0.1).episodes
-observations = torch.tensor(np.concatenate([e.observations for e in episodes]), dtype=torch.float32)
-actions = torch.tensor(np.concatenate([e.actions for e in episodes]), dtype=torch.float32)
-mean, scale = observations.mean(0), observations.std(0) + 1e-3
-mlp = torch.nn.Sequential(torch.nn.Linear(17, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                          torch.nn.Linear(256, 6), torch.nn.Tanh())
-optimizer = torch.optim.Adam(mlp.parameters(), lr=1e-3)
-for _ in range(3000):
-    pick = torch.randint(len(observations), (256,))
-    loss = ((mlp((observations[pick] - mean) / scale) - actions[pick]) ** 2).mean()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-returns = []
-for seed in range(2):
-    env = make_task_env("halfcheetah")
-    observation, total = start_episode(env, spec, seed=seed), 0.0
-    for _ in range(1000):
-        with torch.no_grad():
-            torque = mlp((torch.as_tensor(observation, dtype=torch.float32) - mean) / scale).numpy()
-        observation, reward, terminated, truncated, _ = env.step(torque)
-        total += reward
-        if terminated or truncated:
-            break
-    returns.append(total)
-print(f"MLP on {len(observations):,} timesteps, 3000 steps of 256: returns {np.round(returns, 0)} "
-      f"(expert 8366, random -327)")
-
-# %% [markdown]
-# The plain regressor plays like the expert (its returns are printed above; the expert's is
-# 8366) after seconds of training on 768,000 samples from 20 episodes, a twenty-fifth as many as
-# the stored run's. So the data is not what holds the agent back. The MLP reads the 17 readings
-# as numbers and outputs 6 numbers. Gato reads each reading as one of 1024 tokens whose
-# embeddings must each be learned (smooth starting embeddings help a little), and predicts each
-# torque as a 1024-way choice; from the same kind of episodes it learns far more slowly: its 30
-# minutes on two cores saw about 1.5 million timestep samples and reach about 80, where the MLP
-# reaches 100. One tokenizer for every modality is the paper's bet, and the paper pays for it
-# with scale.
-#
 # ## Try it: prompt, memory and temperature
 #
 # Play two short episodes with and without the demonstration, in either memory, at a
-# temperature of your choice (0 takes the most likely bin). Longer episodes and more of them
-# give steadier numbers.
+# temperature of your choice (0 takes the most likely bin); `prompt_tokens` sets the prompt's
+# length (whole timesteps of 24 tokens, at most 72 in window memory). Two short episodes are
+# noisy: chapter 08 reads what full evaluations of these settings score.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-temperature, steps = 1.0, 200  # try 0.0 or 0.5, or longer episodes
+temperature, steps, prompt_tokens = 1.0, 200, None  # try 0.0 or 0.5, longer episodes, or 24 or 72 prompt tokens
 for name, demos, memory in (("with prompt", [demo], "window"), ("no prompt", None, "window"),
                             ("ring memory", [demo], "ring")):
-    trial = GatoAgent(model, "halfcheetah", demos, temperature=temperature, memory=memory)
+    trial = GatoAgent(model, "halfcheetah", demos, prompt_tokens=prompt_tokens if demos else 0,
+                      temperature=temperature, memory=memory)
     result = trial.rollout(2, num_envs=2, seed=1, max_steps=steps, progress=False)
-    print(f"{name:12s} returns over {steps} steps: {np.round(result.returns, 1)}, "
+    print(f"{name:12s} ({trial.prompt_steps}-step prompt) returns over {steps} steps: {np.round(result.returns, 1)}, "
           f"{result.steps_per_second:.0f} env-steps/s")

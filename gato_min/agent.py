@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
 from tqdm.auto import tqdm
 
 from gato_min.codec import TaskCodec
@@ -83,8 +82,15 @@ class GatoAgent:
     prompt and the episode fit one window as they did in training.
     """
 
-    def __init__(self, model: GatoModel, task: str, demonstrations: list[Episode] | None = None,
-                 prompt_tokens: int | None = None, temperature: float = 1.0, memory: str = "window"):
+    def __init__(
+        self,
+        model: GatoModel,
+        task: str,
+        demonstrations: list[Episode] | None = None,
+        prompt_tokens: int | None = None,
+        temperature: float = 1.0,
+        memory: str = "window",
+    ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
         if temperature < 0:
@@ -101,13 +107,20 @@ class GatoAgent:
             prompt_tokens = context if memory == "ring" else int(self.config.prompt_share * context)
         room = context - (tokens_per_timestep if memory == "window" else 0)
         if not 0 <= prompt_tokens <= room:
-            raise ValueError(f"prompt_tokens must lie in [0, {room}] (context_length={context}"
-                             + (f", less one timestep of {tokens_per_timestep} tokens for the episode in "
-                                "window memory" if memory == "window" else "") + f"), got {prompt_tokens}")
+            raise ValueError(
+                f"prompt_tokens must lie in [0, {room}] (context_length={context}"
+                + (
+                    f", less one timestep of {tokens_per_timestep} tokens for the episode in window memory"
+                    if memory == "window"
+                    else ""
+                )
+                + f"), got {prompt_tokens}"
+            )
         self.prompt_steps = prompt_tokens // tokens_per_timestep
         if prompt_tokens and not self.prompt_steps:
-            raise ValueError(f"prompt_tokens={prompt_tokens} is shorter than one timestep of {task} "
-                             f"({tokens_per_timestep} tokens)")
+            raise ValueError(
+                f"prompt_tokens={prompt_tokens} is shorter than one timestep of {task} ({tokens_per_timestep} tokens)"
+            )
         demonstrations = list(demonstrations or []) if self.prompt_steps else []
         for index, episode in enumerate(demonstrations):
             self._check_demonstration(episode, index)
@@ -119,15 +132,21 @@ class GatoAgent:
     def _check_demonstration(self, episode: Episode, index: int) -> None:
         spec = self.codec.spec
         if episode.task and episode.task != self.task:
-            raise ValueError(f"demonstration {index} comes from task {episode.task!r}; the agent acts in {self.task!r} "
-                             "and must be prompted with that task's episodes")
+            raise ValueError(
+                f"demonstration {index} comes from task {episode.task!r}; the agent acts in {self.task!r} "
+                "and must be prompted with that task's episodes"
+            )
         if tuple(episode.observations.shape[1:]) != tuple(spec.observation_shape):
-            raise ValueError(f"demonstration {index} has observations of shape {episode.observations.shape[1:]}, "
-                             f"task {self.task!r} has {spec.observation_shape}: not an episode of this task")
+            raise ValueError(
+                f"demonstration {index} has observations of shape {episode.observations.shape[1:]}, "
+                f"task {self.task!r} has {spec.observation_shape}: not an episode of this task"
+            )
         expected = () if spec.discrete_actions else (spec.action_dim,)
         if tuple(episode.actions.shape[1:]) != expected:
-            raise ValueError(f"demonstration {index} has actions of shape {episode.actions.shape[1:]}, "
-                             f"task {self.task!r} has {expected}: not an episode of this task")
+            raise ValueError(
+                f"demonstration {index} has actions of shape {episode.actions.shape[1:]}, "
+                f"task {self.task!r} has {expected}: not an episode of this task"
+            )
 
     def prompt_batch(self, episode: Episode):
         """The prompt of one demonstration: the tokens of its first `prompt_steps` timesteps."""
@@ -158,8 +177,14 @@ class GatoAgent:
         return torch.multinomial(probs.cpu(), 1, generator=generator).reshape(-1).to(logits.device) + low
 
     @torch.no_grad()
-    def act(self, observations: np.ndarray, cache: KVCache, generator: torch.Generator,
-            previous: torch.Tensor | None = None, fresh: np.ndarray | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    def act(
+        self,
+        observations: np.ndarray,
+        cache: KVCache,
+        generator: torch.Generator,
+        previous: torch.Tensor | None = None,
+        fresh: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, torch.Tensor]:
         """One step of B environments: feed their observations, sample their action tokens.
 
         `previous` (B, 1): the last action token of the previous step, fed now; `fresh` (B,)
@@ -193,15 +218,25 @@ class GatoAgent:
                 cache.install_prefix([row], prefix)
         if keep == 0 or not any(obs for obs, _ in history):
             return
-        observations = [np.stack(obs[-keep:]) if obs else np.zeros((0, *self.codec.spec.observation_shape))
-                        for obs, _ in history]
-        actions = [np.stack(ids[-keep:]) if ids else np.zeros((0, self.codec.action_tokens), np.int64)
-                   for _, ids in history]
+        observations = [
+            np.stack(obs[-keep:]) if obs else np.zeros((0, *self.codec.spec.observation_shape)) for obs, _ in history
+        ]
+        actions = [
+            np.stack(ids[-keep:]) if ids else np.zeros((0, self.codec.action_tokens), np.int64) for _, ids in history
+        ]
         batch = self.codec.timesteps_batch(observations, actions)
         self.model.extend(batch.to(self.device), cache, batch.attention_mask, last_only=True)
 
-    def rollout(self, episodes: int, num_envs: int = 8, seed: int = 0, max_steps: int | None = None,
-                record_frames: int = 0, env_fn=None, progress: bool = True) -> Rollout:
+    def rollout(
+        self,
+        episodes: int,
+        num_envs: int = 8,
+        seed: int = 0,
+        max_steps: int | None = None,
+        record_frames: int = 0,
+        env_fn=None,
+        progress: bool = True,
+    ) -> Rollout:
         """Play `episodes` episodes on `num_envs` environments at once; episode i starts from
         seed `seed + i`. `record_frames` > 0 keeps that many rendered frames of episode 0 (Atari:
         the screen; MuJoCo: rendered offscreen); `max_steps` cuts episodes short (for tests);

@@ -50,21 +50,24 @@ class TaskCodec:
         observations = np.asarray(observations)
         expected = tuple(self.spec.observation_shape)
         if observations.ndim != len(expected) + 1 or observations.shape[1:] != expected:
-            raise ValueError(f"task {self.spec.name!r} expects observations of shape (batch, {', '.join(map(str, expected))})"
-                             f", got {observations.shape}; is the environment the task's {self.spec.env_id}"
-                             + (f" with frames preprocessed to {self.spec.frame_size}?" if self.spec.image_observations
-                                else "?"))
+            raise ValueError(
+                f"task {self.spec.name!r} expects observations of shape (batch, {', '.join(map(str, expected))})"
+                f", got {observations.shape}; is the environment the task's {self.spec.env_id}"
+                + (f" with frames preprocessed to {self.spec.frame_size}?" if self.spec.image_observations else "?")
+            )
         if self.spec.image_observations and observations.dtype != np.uint8:
             raise ValueError(f"task {self.spec.name!r} expects uint8 frames, got {observations.dtype}")
         return observations
 
-    def timesteps(self, observations: np.ndarray | None, action_ids: np.ndarray | None = None,
-                  count: int | None = None) -> Timesteps:
+    def timesteps(
+        self, observations: np.ndarray | None, action_ids: np.ndarray | None = None, count: int | None = None
+    ) -> Timesteps:
         """Timesteps of model observations (None: blank ones, `count` of them) and their action
         ids (None: not known yet)."""
         if observations is None:
-            observations = np.zeros((count, *self.spec.observation_shape),
-                                    np.uint8 if self.spec.image_observations else np.float32)
+            observations = np.zeros(
+                (count, *self.spec.observation_shape), np.uint8 if self.spec.image_observations else np.float32
+            )
         steps = encode_timesteps(self.layout, self.tokenizer, self.check_observations(observations))
         if action_ids is not None:
             steps.action_ids = np.asarray(action_ids, dtype=np.int32).reshape(len(steps), self.action_tokens)
@@ -84,11 +87,12 @@ class TaskCodec:
             return batch.window(0, observed)
         prefix = previous_actions.shape[1]
         ids = np.zeros((size, self.action_tokens), np.int64)
-        ids[:, self.action_tokens - prefix:] = previous_actions
+        ids[:, self.action_tokens - prefix :] = previous_actions
         previous = self.timesteps(None, ids, count=size)
         steps = np.stack([np.arange(size), size + np.arange(size)], axis=1)
-        batch = build_batch(self.layout, self.config, Timesteps.concat([previous, current]), steps,
-                            np.ones((size, 2), bool))
+        batch = build_batch(
+            self.layout, self.config, Timesteps.concat([previous, current]), steps, np.ones((size, 2), bool)
+        )
         return batch.window(per_step - prefix, per_step + observed)
 
     def timesteps_batch(self, observations: list[np.ndarray], action_ids: list[np.ndarray]) -> Batch:
@@ -100,10 +104,12 @@ class TaskCodec:
         for row, (count, actions) in enumerate(zip(counts, action_ids)):
             if count != len(actions):
                 raise ValueError(f"row {row} has {count} observations but {len(actions)} actions")
-        size, steps = len(observations), max(counts)
+        steps = max(counts)
         filled = [(obs, ids) for obs, ids in zip(observations, action_ids) if len(obs)]
-        timesteps = self.timesteps(np.concatenate([obs for obs, _ in filled]),
-                                   np.concatenate([np.asarray(ids).reshape(len(ids), -1) for _, ids in filled]))
+        timesteps = self.timesteps(
+            np.concatenate([obs for obs, _ in filled]),
+            np.concatenate([np.asarray(ids).reshape(len(ids), -1) for _, ids in filled]),
+        )
         slot = np.arange(steps)[None, :]
         first = np.cumsum([0] + counts[:-1])[:, None]
         pad = steps - np.asarray(counts)[:, None]
@@ -116,8 +122,13 @@ class TaskCodec:
         ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1).numpy()
         actions = np.zeros((len(ids), self.action_tokens), np.int64)
         actions[:, index] = ids
-        batch = build_batch(self.layout, self.config, self.timesteps(None, actions, count=len(ids)),
-                            np.arange(len(ids))[:, None], np.ones((len(ids), 1), bool))
+        batch = build_batch(
+            self.layout,
+            self.config,
+            self.timesteps(None, actions, count=len(ids)),
+            np.arange(len(ids))[:, None],
+            np.ones((len(ids), 1), bool),
+        )
         slot = self.layout.first_action + index
         return batch.window(slot, slot + 1)
 
@@ -128,8 +139,9 @@ class TaskCodec:
         low, high = self.action_ids
         outside = (ids < low) | (ids >= high)
         if outside.any():
-            raise ValueError(f"action ids of task {self.spec.name!r} must lie in [{low}, {high}); "
-                             f"found {ids[outside][0]}")
+            raise ValueError(
+                f"action ids of task {self.spec.name!r} must lie in [{low}, {high}); found {ids[outside][0]}"
+            )
         if self.spec.discrete_actions:
             return ids[:, 0].copy()
         unit = self.tokenizer.decode_actions(ids).reshape(len(ids), -1)

@@ -47,9 +47,21 @@ class GatoConfig:
     context_length: int = 1024  # tokens the model attends over
 
     def __post_init__(self) -> None:
-        for name in ("text_vocab_size", "num_bins", "patch_size", "n_layer", "n_head", "d_model",
-                     "d_ff", "d_head", "context_length", "patch_channels", "patch_groups", "position_bins",
-                     "max_local_positions"):
+        for name in (
+            "text_vocab_size",
+            "num_bins",
+            "patch_size",
+            "n_layer",
+            "n_head",
+            "d_model",
+            "d_ff",
+            "d_head",
+            "context_length",
+            "patch_channels",
+            "patch_groups",
+            "position_bins",
+            "max_local_positions",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"GatoConfig.{name} must be a positive int, got {value!r}")
@@ -57,10 +69,13 @@ class GatoConfig:
             raise ValueError(
                 f"GatoConfig.text_vocab_size ({self.text_vocab_size}) must be >= num_bins ({self.num_bins}): "
                 "discrete values share ids [0, num_bins) with text (Sec. 2.1), so the continuous bins, which "
-                "start at text_vocab_size, would collide with them")
+                "start at text_vocab_size, would collide with them"
+            )
         if self.patch_channels % min(self.patch_groups, self.patch_channels):
-            raise ValueError(f"GatoConfig.patch_channels ({self.patch_channels}) must be divisible by "
-                             f"patch_groups ({self.patch_groups})")
+            raise ValueError(
+                f"GatoConfig.patch_channels ({self.patch_channels}) must be divisible by "
+                f"patch_groups ({self.patch_groups})"
+            )
         if self.feedforward not in ("gelu", "geglu"):
             raise ValueError(f"GatoConfig.feedforward must be 'gelu' or 'geglu', got {self.feedforward!r}")
         if self.value_init not in ("normal", "smooth"):
@@ -78,7 +93,7 @@ class GatoConfig:
         """Where each kind of token lives in the one shared vocabulary."""
         return VocabLayout(text_size=self.text_vocab_size, num_bins=self.num_bins)
 
-    def replace(self, **changes) -> "GatoConfig":
+    def replace(self, **changes) -> GatoConfig:
         """A copy with some fields changed (the config itself is immutable)."""
         return dataclasses.replace(self, **changes)
 
@@ -86,7 +101,7 @@ class GatoConfig:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GatoConfig":
+    def from_json(cls, text: str) -> GatoConfig:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -95,7 +110,7 @@ class GatoConfig:
         return cls(**data)
 
     @classmethod
-    def from_preset(cls, name: str, **changes) -> "GatoConfig":
+    def from_preset(cls, name: str, **changes) -> GatoConfig:
         """A named preset (see `PRESETS`), optionally with some fields changed."""
         try:
             base = PRESETS[name]
@@ -110,8 +125,26 @@ PRESETS: dict[str, GatoConfig] = {
     "gato-364m": GatoConfig(n_layer=12, n_head=12, d_model=1536, d_ff=6144, d_head=128),
     "gato-79m": GatoConfig(n_layer=8, n_head=24, d_model=768, d_ff=3072, d_head=32),
     # CPU sizes: the shipped 1024-piece text model, a few layers, a short context
-    "cpu-small": GatoConfig(text_vocab_size=1024, n_layer=4, n_head=4, d_model=128, d_ff=512, d_head=32,
-                            context_length=1024, patch_channels=32, patch_groups=8),
-    "cpu-tiny": GatoConfig(text_vocab_size=1024, n_layer=2, n_head=2, d_model=64, d_ff=256, d_head=32,
-                           context_length=256, patch_channels=16, patch_groups=4),
+    "cpu-small": GatoConfig(
+        text_vocab_size=1024,
+        n_layer=4,
+        n_head=4,
+        d_model=128,
+        d_ff=512,
+        d_head=32,
+        context_length=1024,
+        patch_channels=32,
+        patch_groups=8,
+    ),
+    "cpu-tiny": GatoConfig(
+        text_vocab_size=1024,
+        n_layer=2,
+        n_head=2,
+        d_model=64,
+        d_ff=256,
+        d_head=32,
+        context_length=256,
+        patch_channels=16,
+        patch_groups=4,
+    ),
 }

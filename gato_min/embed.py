@@ -49,7 +49,9 @@ class PatchResNetBlock(nn.Module):
         """`patches`: uint8 pixels (scaled here, Sec. 2.1) or already-normalized floats."""
         expected = (self.image_channels, self.patch_size, self.patch_size)
         if patches.ndim != 4 or tuple(patches.shape[1:]) != expected:
-            raise ValueError(f"patches must have shape (N, {', '.join(map(str, expected))}), got {tuple(patches.shape)}")
+            raise ValueError(
+                f"patches must have shape (N, {', '.join(map(str, expected))}), got {tuple(patches.shape)}"
+            )
         if patches.dtype == torch.uint8:
             patches = normalize_pixels(patches, self.patch_size)
         x = self.stem(patches)
@@ -65,8 +67,9 @@ class GatoEmbedding(nn.Module):
         super().__init__()
         self.config = config
         self.token_table = nn.Embedding(config.vocab.size, config.d_model)
-        self.patch_block = PatchResNetBlock(image_channels, config.patch_channels, config.patch_groups,
-                                            config.patch_size, config.d_model)
+        self.patch_block = PatchResNetBlock(
+            image_channels, config.patch_channels, config.patch_groups, config.patch_size, config.d_model
+        )
         self.patch_positions = PatchPositionEncoding(config.d_model, config.position_bins)
         self.local_positions = LocalPositionEncoding(config.d_model, config.max_local_positions)
 
@@ -77,7 +80,10 @@ class GatoEmbedding(nn.Module):
             patch_vectors = patch_vectors + self.patch_positions(batch.patch_row_ranges, batch.patch_col_ranges)
             flat = vectors.reshape(-1, vectors.shape[-1])
             # image tokens carry a placeholder id: their table row is replaced, not added to
-            flat = flat.index_copy(0, batch.patch_index, patch_vectors + self.local_positions(
-                batch.local_positions.reshape(-1)[batch.patch_index]))
+            flat = flat.index_copy(
+                0,
+                batch.patch_index,
+                patch_vectors + self.local_positions(batch.local_positions.reshape(-1)[batch.patch_index]),
+            )
             vectors = flat.reshape(vectors.shape)
         return vectors

@@ -86,7 +86,7 @@ class TaskSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TaskSpec":
+    def from_dict(cls, data: dict) -> TaskSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -99,16 +99,49 @@ class TaskSpec:
 
 
 _ATARI = dict(repeat_action_probability=0.0, frameskip=4)  # sticky actions off; v5's frame skip
-_ATARI_SPEC = dict(family="atari", observation_shape=(*ATARI_FRAME_SIZE, 3), discrete_actions=True,
-                   tiers=("noisy", "medium", "expert"), env_kwargs=_ATARI, frame_size=ATARI_FRAME_SIZE,
-                   noop_max=ATARI_NOOP_MAX)
+_ATARI_SPEC = dict(
+    family="atari",
+    observation_shape=(*ATARI_FRAME_SIZE, 3),
+    discrete_actions=True,
+    tiers=("noisy", "medium", "expert"),
+    env_kwargs=_ATARI,
+    frame_size=ATARI_FRAME_SIZE,
+    noop_max=ATARI_NOOP_MAX,
+)
 _SHIPPED = [
-    TaskSpec("halfcheetah", "HalfCheetah-v5", "mujoco", (17,), 6, False, ("medium", "expert"),
-             d4rl_random_return=-280.178953, d4rl_expert_return=12135.0),
-    TaskSpec("hopper", "Hopper-v5", "mujoco", (11,), 3, False, ("medium", "expert"),
-             d4rl_random_return=-20.272305, d4rl_expert_return=3234.3),
-    TaskSpec("walker2d", "Walker2d-v5", "mujoco", (17,), 6, False, ("medium", "expert"),
-             d4rl_random_return=1.629008, d4rl_expert_return=4592.3),
+    TaskSpec(
+        "halfcheetah",
+        "HalfCheetah-v5",
+        "mujoco",
+        (17,),
+        6,
+        False,
+        ("medium", "expert"),
+        d4rl_random_return=-280.178953,
+        d4rl_expert_return=12135.0,
+    ),
+    TaskSpec(
+        "hopper",
+        "Hopper-v5",
+        "mujoco",
+        (11,),
+        3,
+        False,
+        ("medium", "expert"),
+        d4rl_random_return=-20.272305,
+        d4rl_expert_return=3234.3,
+    ),
+    TaskSpec(
+        "walker2d",
+        "Walker2d-v5",
+        "mujoco",
+        (17,),
+        6,
+        False,
+        ("medium", "expert"),
+        d4rl_random_return=1.629008,
+        d4rl_expert_return=4592.3,
+    ),
     TaskSpec("pong", "ALE/Pong-v5", action_dim=6, **_ATARI_SPEC),
     TaskSpec("breakout", "ALE/Breakout-v5", action_dim=4, **_ATARI_SPEC),
 ]
@@ -130,8 +163,10 @@ def get_task(name: str) -> TaskSpec:
     """Look a task up by name; an unknown name raises a KeyError listing the known ones."""
     spec = TASKS.get(name) or _USER_TASKS.get(name)
     if spec is None:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(task_names()))} "
-                       "(add your own with gato_min.envs.register_task or --task-file)")
+        raise KeyError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(task_names()))} "
+            "(add your own with gato_min.envs.register_task or --task-file)"
+        )
     return spec
 
 
@@ -167,9 +202,17 @@ def _gym_make(env_id: str, **kwargs):
     return gym.make(env_id, **kwargs)
 
 
-def register_task(name: str, env_id: str, *, env_kwargs: dict | None = None, policies: dict | None = None,
-                  frame_size: tuple[int, int] | None = None, noop_max: int = 0, reference_file: str | Path | None = None,
-                  replace: bool = False) -> TaskSpec:
+def register_task(
+    name: str,
+    env_id: str,
+    *,
+    env_kwargs: dict | None = None,
+    policies: dict | None = None,
+    frame_size: tuple[int, int] | None = None,
+    noop_max: int = 0,
+    reference_file: str | Path | None = None,
+    replace: bool = False,
+) -> TaskSpec:
     """Make gymnasium environment `env_id` the task `name`; its spaces are read from the env.
 
     `policies` names the behaviour policies to collect data from, best last ({tier: source},
@@ -185,9 +228,13 @@ def register_task(name: str, env_id: str, *, env_kwargs: dict | None = None, pol
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     if not isinstance(observation_space, gym.spaces.Box):
-        raise ValueError(f"{env_id}: observation space {observation_space} is not a Box; gato_min tasks see a vector "
-                         "of readings or an RGB frame")
-    image = observation_space.dtype == np.uint8 and len(observation_space.shape) == 3 and observation_space.shape[2] == 3
+        raise ValueError(
+            f"{env_id}: observation space {observation_space} is not a Box; gato_min tasks see a vector "
+            "of readings or an RGB frame"
+        )
+    image = (
+        observation_space.dtype == np.uint8 and len(observation_space.shape) == 3 and observation_space.shape[2] == 3
+    )
     if image:
         frame_size = tuple(frame_size or observation_space.shape[:2])
         observation_shape = (*frame_size, 3)
@@ -202,19 +249,35 @@ def register_task(name: str, env_id: str, *, env_kwargs: dict | None = None, pol
         discrete, action_dim = False, int(np.prod(action_space.shape))
         lows, highs = action_space.low.reshape(-1).astype(float), action_space.high.reshape(-1).astype(float)
         if not (np.isfinite(lows).all() and np.isfinite(highs).all()):
-            raise ValueError(f"{env_id}: action space {action_space} is unbounded; gato_min scales actions from "
-                             "[low, high] to [-1, 1]")
+            raise ValueError(
+                f"{env_id}: action space {action_space} is unbounded; gato_min scales actions from "
+                "[low, high] to [-1, 1]"
+            )
         if not (np.all(lows == -1.0) and np.all(highs == 1.0)):
             low, high = tuple(lows.tolist()), tuple(highs.tolist())
     else:
         raise ValueError(f"{env_id}: action space {action_space} is neither Box nor Discrete")
     policies = dict(policies or {})
     if reference_file is None:
-        reference_file = Path(os.environ.get("GATO_MIN_CACHE") or "~/.cache/gato_min").expanduser() / "reference_returns.json"
-    spec = TaskSpec(name, env_id, "user", observation_shape, action_dim, discrete, tiers=tuple(policies),
-                    env_kwargs=dict(env_kwargs or {}), action_low=low, action_high=high,
-                    frame_size=frame_size if image else None, noop_max=int(noop_max), policies=policies,
-                    reference_file=str(reference_file))
+        reference_file = (
+            Path(os.environ.get("GATO_MIN_CACHE") or "~/.cache/gato_min").expanduser() / "reference_returns.json"
+        )
+    spec = TaskSpec(
+        name,
+        env_id,
+        "user",
+        observation_shape,
+        action_dim,
+        discrete,
+        tiers=tuple(policies),
+        env_kwargs=dict(env_kwargs or {}),
+        action_low=low,
+        action_high=high,
+        frame_size=frame_size if image else None,
+        noop_max=int(noop_max),
+        policies=policies,
+        reference_file=str(reference_file),
+    )
     _USER_TASKS[name] = spec
     return spec
 
@@ -227,8 +290,10 @@ def add_task(spec: TaskSpec) -> TaskSpec:
         _USER_TASKS[spec.name] = spec
         return spec
     if known.to_dict() != spec.to_dict():
-        raise ValueError(f"task {spec.name!r} is already registered with another spec: registered "
-                         f"{known.to_dict()}, given {spec.to_dict()}")
+        raise ValueError(
+            f"task {spec.name!r} is already registered with another spec: registered "
+            f"{known.to_dict()}, given {spec.to_dict()}"
+        )
     return known
 
 
@@ -255,8 +320,10 @@ def load_task_file(path: str | Path) -> list[TaskSpec]:
         if not isinstance(entry, dict) or "name" not in entry or "env_id" not in entry:
             raise ValueError(f"task file {path}, entry {index}: expected an object with 'name' and 'env_id'")
         entry = dict(entry)
-        policies = {tier: (str(path.parent / source) if source.endswith(".zip") and not Path(source).is_absolute()
-                           else source) for tier, source in entry.pop("policies", {}).items()}
+        policies = {
+            tier: (str(path.parent / source) if source.endswith(".zip") and not Path(source).is_absolute() else source)
+            for tier, source in entry.pop("policies", {}).items()
+        }
         specs.append(register_task(entry.pop("name"), entry.pop("env_id"), policies=policies, replace=True, **entry))
     return specs
 

@@ -30,7 +30,6 @@ from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_t
 from gato_min.plotting import PALETTE, save_figure, use_style
 from gato_min.runs import load_model, read_data_settings
 
-
 # ----------------------------------------------------------------------------- statistics
 
 
@@ -48,8 +47,10 @@ def _betainc(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     fraction = d
     for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -101,8 +102,13 @@ def task_scores(task: str, returns) -> dict:
     """Mean ± 95 % CI of the returns and of the normalized (and D4RL-normalized) scores."""
     returns = np.asarray(returns, dtype=np.float64)
     ref = reference_returns(task)
-    row = {"task": task, "episodes": len(returns), "returns": [round(float(r), 3) for r in returns],
-           "random_return": ref["random"], "expert_return": ref.get("expert")}
+    row = {
+        "task": task,
+        "episodes": len(returns),
+        "returns": [round(float(r), 3) for r in returns],
+        "random_return": ref["random"],
+        "expert_return": ref.get("expert"),
+    }
     row["return_mean"], row["return_ci95"] = mean_ci(returns)
     row["score_mean"], row["score_ci95"] = mean_ci(normalized_score(task, returns))
     if get_task(task).d4rl_expert_return is not None:
@@ -116,8 +122,15 @@ def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: i
         raise ValueError("no frames to write")
     images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames[::every]]
     buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 * every / fps),
-                   loop=0, optimize=True)
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=int(1000 * every / fps),
+        loop=0,
+        optimize=True,
+    )
     return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
@@ -142,10 +155,22 @@ def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
     return out
 
 
-def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: int = 10, num_envs: int = 10,
-                 seed: int = 0, prompt_tokens: int | None = None, temperature: float = 1.0, out: str | Path | None = None,
-                 gif_steps: int = 200, max_steps: int | None = None, cache=None, device: str = "cpu",
-                 progress: bool = True, memory: str = "window") -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    tasks: list[str] | None = None,
+    episodes: int = 10,
+    num_envs: int = 10,
+    seed: int = 0,
+    prompt_tokens: int | None = None,
+    temperature: float = 1.0,
+    out: str | Path | None = None,
+    gif_steps: int = 200,
+    max_steps: int | None = None,
+    cache=None,
+    device: str = "cpu",
+    progress: bool = True,
+    memory: str = "window",
+) -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict.
     `memory`: how the agent keeps its context (see `gato_min.agent`)."""
     run_dir = Path(run_dir)
@@ -162,21 +187,37 @@ def evaluate_run(run_dir: str | Path, tasks: list[str] | None = None, episodes: 
         demonstrations = []
         if prompt_tokens != 0:
             demonstrations = task_episodes(task, settings, cache, progress)[1]  # the held-out episodes
-        agent = GatoAgent(model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature,
-                          memory=memory)
+        agent = GatoAgent(
+            model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature, memory=memory
+        )
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
         row = task_scores(task, rollout.returns)
-        row.update(lengths=rollout.lengths.tolist(), env_steps=rollout.env_steps, seconds=round(rollout.seconds, 2),
-                   env_steps_per_s=round(rollout.steps_per_second, 1), prompt_steps=agent.prompt_steps,
-                   prompts=len(demonstrations))
+        row.update(
+            lengths=rollout.lengths.tolist(),
+            env_steps=rollout.env_steps,
+            seconds=round(rollout.seconds, 2),
+            env_steps_per_s=round(rollout.steps_per_second, 1),
+            prompt_steps=agent.prompt_steps,
+            prompts=len(demonstrations),
+        )
         if rollout.frames:
             row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=15 if spec.image_observations else 50).name
         rows.append(row)
-    report = {"run": str(run_dir), "episodes": episodes, "num_envs": num_envs, "seed": seed, "temperature": temperature,
-              "memory": memory, "prompt_tokens": prompt_tokens, "tasks": rows, "notes": notes}
+    report = {
+        "run": str(run_dir),
+        "episodes": episodes,
+        "num_envs": num_envs,
+        "seed": seed,
+        "temperature": temperature,
+        "memory": memory,
+        "prompt_tokens": prompt_tokens,
+        "tasks": rows,
+        "notes": notes,
+    }
     atomic_write_json(out / "report.json", report)
-    report["chart"] = plot_scores(rows, out / "scores.png",
-                                  f"{run_dir.name}: normalized score, {episodes} episodes per task").name
+    report["chart"] = plot_scores(
+        rows, out / "scores.png", f"{run_dir.name}: normalized score, {episodes} episodes per task"
+    ).name
     atomic_write_text(out / "report.md", format_report(report))
     return report
 
@@ -188,8 +229,10 @@ def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, 
     except Exception as error:  # no EGL / OSMesa: MuJoCo cannot render offscreen here
         if gif_steps == 0 or agent.codec.spec.image_observations:
             raise
-        note = (f"{agent.task}: no rollout GIF, offscreen rendering failed ({type(error).__name__}: {error}); "
-                "set MUJOCO_GL=egl (or osmesa) where a renderer is installed")
+        note = (
+            f"{agent.task}: no rollout GIF, offscreen rendering failed ({type(error).__name__}: {error}); "
+            "set MUJOCO_GL=egl (or osmesa) where a renderer is installed"
+        )
         print(note)
         notes.append(note)
         return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=0, progress=progress)
@@ -197,17 +240,27 @@ def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, 
 
 def format_report(report: dict) -> str:
     """The report as a Markdown table."""
-    lines = [f"# Evaluation of {report['run']}", "",
-             f"{report['episodes']} episodes per task on {report['num_envs']} environments, seed {report['seed']}, "
-             f"temperature {report['temperature']}, {report.get('memory', 'ring')} memory, prompt: "
-             + ("none" if report["prompt_tokens"] == 0 else f"first {report['tasks'][0]['prompt_steps']} timesteps of a "
-                "held-out demonstration") + ".", "",
-             "| task | return (mean ± 95 % CI) | score (0 random, 100 expert) | D4RL score (approx.) | env steps/s |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"# Evaluation of {report['run']}",
+        "",
+        f"{report['episodes']} episodes per task on {report['num_envs']} environments, seed {report['seed']}, "
+        f"temperature {report['temperature']}, {report.get('memory', 'ring')} memory, prompt: "
+        + (
+            "none"
+            if report["prompt_tokens"] == 0
+            else f"first {report['tasks'][0]['prompt_steps']} timesteps of a held-out demonstration"
+        )
+        + ".",
+        "",
+        "| task | return (mean ± 95 % CI) | score (0 random, 100 expert) | D4RL score (approx.) | env steps/s |",
+        "|---|---|---|---|---|",
+    ]
     for row in report["tasks"]:
-        d4rl = (f"{row['d4rl_score_mean']:.1f} ± {row['d4rl_score_ci95']:.1f}" if "d4rl_score_mean" in row else "–")
-        lines.append(f"| {row['task']} | {row['return_mean']:.1f} ± {row['return_ci95']:.1f} | "
-                     f"{row['score_mean']:.1f} ± {row['score_ci95']:.1f} | {d4rl} | {row['env_steps_per_s']:.0f} |")
+        d4rl = f"{row['d4rl_score_mean']:.1f} ± {row['d4rl_score_ci95']:.1f}" if "d4rl_score_mean" in row else "–"
+        lines.append(
+            f"| {row['task']} | {row['return_mean']:.1f} ± {row['return_ci95']:.1f} | "
+            f"{row['score_mean']:.1f} ± {row['score_ci95']:.1f} | {d4rl} | {row['env_steps_per_s']:.0f} |"
+        )
     lines += ["", f"![scores]({report.get('chart', 'scores.png')})", ""]
     lines += [f"![{row['task']}]({row['gif']})" for row in report["tasks"] if "gif" in row]
     lines += [f"- {note}" for note in report["notes"]]

@@ -28,9 +28,17 @@ from gato_min.runs import RunFolder
 from gato_min.train import train
 
 
-def train_processes(config: GatoConfig, data: DataSettings, settings: TrainSettings, out: str | Path,
-                    processes: int = 2, cache=None, threads: int = 1, progress: bool = True,
-                    stop_after: int | None = None) -> dict:
+def train_processes(
+    config: GatoConfig,
+    data: DataSettings,
+    settings: TrainSettings,
+    out: str | Path,
+    processes: int = 2,
+    cache=None,
+    threads: int = 1,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
     """`train` as `processes` data-parallel CPU workers (DDP over gloo), each with `threads`
     torch threads; returns the run's summary (its summary.json). The batch is split over the
     workers. Behaviour data is collected here first, so workers only read it, and the tasks a
@@ -42,16 +50,41 @@ def train_processes(config: GatoConfig, data: DataSettings, settings: TrainSetti
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("train_processes starts its own workers; under torchrun, call train instead")
     if processes == 1:
-        train(config, data, settings, out, cache=cache, device="cpu", threads=threads, progress=progress,
-              stop_after=stop_after)
+        train(
+            config,
+            data,
+            settings,
+            out,
+            cache=cache,
+            device="cpu",
+            threads=threads,
+            progress=progress,
+            stop_after=stop_after,
+        )
     else:
         if settings.batch_size % processes:
             raise ValueError(f"batch_size {settings.batch_size} does not split over {processes} processes")
         prepare(data, cache, progress)
         specs = [spec.to_dict() for spec in user_tasks()]
         try:
-            mp.start_processes(_worker, args=(processes, distributed.free_port(), specs, config, data, settings, str(out), cache,
-                                              threads, progress, stop_after), nprocs=processes, start_method="spawn")
+            mp.start_processes(
+                _worker,
+                args=(
+                    processes,
+                    distributed.free_port(),
+                    specs,
+                    config,
+                    data,
+                    settings,
+                    str(out),
+                    cache,
+                    threads,
+                    progress,
+                    stop_after,
+                ),
+                nprocs=processes,
+                start_method="spawn",
+            )
         except mp.ProcessRaisedException as error:  # a worker's own error, e.g. a run folder that holds another run
             kind, _, message = str(error).strip().splitlines()[-1].partition(": ")
             known = {"ValueError": ValueError, "KeyError": KeyError, "FileNotFoundError": FileNotFoundError}
@@ -61,15 +94,37 @@ def train_processes(config: GatoConfig, data: DataSettings, settings: TrainSetti
     return json.loads(RunFolder(out).summary.read_text())
 
 
-def _worker(rank: int, world: int, port: int, specs: list[dict], config, data, settings, out, cache, threads,
-            progress, stop_after) -> None:
+def _worker(
+    rank: int,
+    world: int,
+    port: int,
+    specs: list[dict],
+    config,
+    data,
+    settings,
+    out,
+    cache,
+    threads,
+    progress,
+    stop_after,
+) -> None:
     """One process of `train_processes`: joins the group as torchrun would have it, trains, leaves."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     for spec in specs:
         add_task(TaskSpec.from_dict(spec))
     try:
-        train(config, data, settings, out, cache=cache, device="cpu", threads=threads, progress=progress,
-              stop_after=stop_after)
+        train(
+            config,
+            data,
+            settings,
+            out,
+            cache=cache,
+            device="cpu",
+            threads=threads,
+            progress=progress,
+            stop_after=stop_after,
+        )
     finally:
         distributed.leave()

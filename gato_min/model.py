@@ -103,17 +103,18 @@ class KVCache:
     def finish(self, new: int) -> None:
         self.time += new
 
-    def prefix(self, row: int = 0) -> "CachePrefix":
+    def prefix(self, row: int = 0) -> CachePrefix:
         """The cached keys and values of sequence `row`, in order, for `install_prefix`: the
         state after a prompt, computed once and reused for every episode."""
         if self.time > self.capacity:
             raise ValueError("the cache has wrapped around; a prefix must fit in it whole")
-        if not bool(self.keep[row, :self.time].all()):
+        if not bool(self.keep[row, : self.time].all()):
             raise ValueError(f"sequence {row} of the cache has forgotten part of its history; nothing to copy")
-        return CachePrefix([k[row, :, :self.time].clone() for k in self.keys],
-                           [v[row, :, :self.time].clone() for v in self.values])
+        return CachePrefix(
+            [k[row, :, : self.time].clone() for k in self.keys], [v[row, :, : self.time].clone() for v in self.values]
+        )
 
-    def install_prefix(self, rows, prefix: "CachePrefix") -> None:
+    def install_prefix(self, rows, prefix: CachePrefix) -> None:
         """Make `prefix` the whole history of sequences `rows`: it takes their most recent
         slots (claimed for every sequence first if fewer are filled), everything else is
         forgotten. The next tokens of those rows then follow the prefix as if it had been fed."""
@@ -153,8 +154,9 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * inner)
         self.out = nn.Linear(inner, config.d_model)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, self.d_head).permute(2, 0, 3, 1, 4)
         if cache is None:
@@ -191,14 +193,16 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.d_model)
         self.mlp = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache, layer, mask)
         return x + self.mlp(self.ln2(x))
 
 
-def smooth_value_embeddings(num_bins: int, d_model: int, frequencies: int = 32, std: float = 0.02,
-                            seed: int = 0) -> torch.Tensor:
+def smooth_value_embeddings(
+    num_bins: int, d_model: int, frequencies: int = 32, std: float = 0.02, seed: int = 0
+) -> torch.Tensor:
     """(num_bins, d_model) starting embeddings of the continuous bins in which neighbours are close.
 
     Bin b sits at u = (b + 0.5) / num_bins in [0, 1]; its vector is a fixed random mix of
@@ -211,7 +215,9 @@ def smooth_value_embeddings(num_bins: int, d_model: int, frequencies: int = 32, 
     generator = torch.Generator().manual_seed(seed)
     u = (torch.arange(num_bins, dtype=torch.float64) + 0.5) / num_bins
     k = torch.arange(1, frequencies + 1, dtype=torch.float64)
-    features = torch.cat([torch.cos(torch.pi * u[:, None] * k), torch.sin(torch.pi * u[:, None] * k)], dim=1) / torch.cat([k, k])
+    features = torch.cat(
+        [torch.cos(torch.pi * u[:, None] * k), torch.sin(torch.pi * u[:, None] * k)], dim=1
+    ) / torch.cat([k, k])
     mix = torch.randn(2 * frequencies, d_model, generator=generator, dtype=torch.float64)
     table = features @ mix
     return (table / table.std() * std).float()

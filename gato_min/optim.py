@@ -44,8 +44,9 @@ class TrainSettings:
                 raise ValueError(f"TrainSettings.{name} must be a positive int, got {value!r}")
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) % self.log_every:
-                raise ValueError(f"TrainSettings.{name} ({getattr(self, name)}) must be a multiple of log_every "
-                                 f"({self.log_every})")
+                raise ValueError(
+                    f"TrainSettings.{name} ({getattr(self, name)}) must be a multiple of log_every ({self.log_every})"
+                )
         if self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1 or self.lr <= 0:
             raise ValueError("TrainSettings needs lr > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1]")
 
@@ -69,5 +70,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
-                             betas=(settings.beta1, settings.beta2))
+    return torch.optim.AdamW(
+        parameter_groups(model, settings.weight_decay), lr=settings.lr, betas=(settings.beta1, settings.beta2)
+    )

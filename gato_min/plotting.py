@@ -6,9 +6,8 @@ with no software or time metadata, so regenerating an unchanged figure gives the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -32,20 +31,22 @@ FIGURE_DPI = 110
 
 def use_style() -> None:
     """Set the project's matplotlib defaults (call once at the top of a chapter or script)."""
-    matplotlib.rcParams.update({
-        "figure.figsize": (7.0, 3.2),
-        "figure.dpi": FIGURE_DPI,
-        "savefig.dpi": FIGURE_DPI,
-        "font.size": 10,
-        "axes.titlesize": 10,
-        "axes.labelsize": 10,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.prop_cycle": matplotlib.cycler(color=PALETTE[1:] + PALETTE[:1]),
-        "legend.frameon": False,
-        "image.cmap": "viridis",
-        "svg.hashsalt": "gato_min",
-    })
+    matplotlib.rcParams.update(
+        {
+            "figure.figsize": (7.0, 3.2),
+            "figure.dpi": FIGURE_DPI,
+            "savefig.dpi": FIGURE_DPI,
+            "font.size": 10,
+            "axes.titlesize": 10,
+            "axes.labelsize": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": matplotlib.cycler(color=PALETTE[1:] + PALETTE[:1]),
+            "legend.frameon": False,
+            "image.cmap": "viridis",
+            "svg.hashsalt": "gato_min",
+        }
+    )
 
 
 def media_dir() -> Path:
@@ -77,10 +78,17 @@ def plot_learning_curve(rows: list[dict], out_file: str | Path) -> Path:
     for i, task in enumerate(evaluations[0]["heldout"] if evaluations else []):
         color = PALETTE[(i + 1) % len(PALETTE)] if i + 1 != 4 else PALETTE[5]  # (skip the pale yellow)
         kind = "text" if task == "text" else "action"
-        ax.plot([r["step"] for r in evaluations], [r["heldout"][task] for r in evaluations], "o-", ms=3,
-                color=color, label=f"{task}: held-out {kind} loss")
-        ax.axhline(evaluations[-1]["baseline"][task], color=color, ls="--", lw=1,
-                   label=f"{task}: marginal-bins baseline")
+        ax.plot(
+            [r["step"] for r in evaluations],
+            [r["heldout"][task] for r in evaluations],
+            "o-",
+            ms=3,
+            color=color,
+            label=f"{task}: held-out {kind} loss",
+        )
+        ax.axhline(
+            evaluations[-1]["baseline"][task], color=color, ls="--", lw=1, label=f"{task}: marginal-bins baseline"
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_yscale("log")

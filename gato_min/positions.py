@@ -63,11 +63,14 @@ class PatchPositionEncoding(nn.Module):
         self.row_table = nn.Embedding(bins, d_model)
         self.col_table = nn.Embedding(bins, d_model)
 
-    def indices(self, row_ranges: torch.Tensor, col_ranges: torch.Tensor,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def indices(
+        self, row_ranges: torch.Tensor, col_ranges: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The row and column indices this forward pass uses (train: sampled; eval: mean)."""
-        return (sample_positions(row_ranges, self.training, generator),
-                sample_positions(col_ranges, self.training, generator))
+        return (
+            sample_positions(row_ranges, self.training, generator),
+            sample_positions(col_ranges, self.training, generator),
+        )
 
     def forward(self, row_ranges: torch.Tensor, col_ranges: torch.Tensor) -> torch.Tensor:
         rows, cols = self.indices(row_ranges, col_ranges)

@@ -60,14 +60,17 @@ class RunFolder:
             stored = read_settings(self.path)
             differences += _differences(to_dict(stored) | {"steps": 0}, to_dict(settings) | {"steps": 0}, "settings")
             if differences:
-                raise ValueError(f"{self.path} holds a run with other settings ({'; '.join(differences)}); "
-                                 "resume it with the same ones or choose another --out")
+                raise ValueError(
+                    f"{self.path} holds a run with other settings ({'; '.join(differences)}); "
+                    "resume it with the same ones or choose another --out"
+                )
             if settings.steps != stored.steps:
                 atomic_write_json(self.settings, to_dict(settings))
             return self.checkpoint.exists()
         if self.path.exists() and any(self.path.iterdir()):
-            raise ValueError(f"{self.path} is not empty and holds no gato_min run (no config.json); "
-                             "choose an empty or new --out")
+            raise ValueError(
+                f"{self.path} is not empty and holds no gato_min run (no config.json); choose an empty or new --out"
+            )
         user = [get_task(t).to_dict() for t in data.tasks if t != TEXT_TASK and get_task(t).family == "user"]
         if user:
             atomic_write_json(self.tasks, user)
@@ -88,8 +91,11 @@ class RunFolder:
 
 
 def _differences(stored: dict, given: dict, label: str) -> list[str]:
-    return [f"{label}.{key}: stored {stored.get(key)!r}, given {given.get(key)!r}"
-            for key in sorted(set(stored) | set(given)) if stored.get(key) != given.get(key)]
+    return [
+        f"{label}.{key}: stored {stored.get(key)!r}, given {given.get(key)!r}"
+        for key in sorted(set(stored) | set(given))
+        if stored.get(key) != given.get(key)
+    ]
 
 
 def _read_json(path: Path, run_dir) -> object:
@@ -127,16 +133,19 @@ def register_run_tasks(run_dir: str | Path) -> list[TaskSpec]:
     return [add_task(TaskSpec.from_dict(entry)) for entry in _read_json(path, run_dir)]
 
 
-def load_model(run_dir: str | Path, config: GatoConfig | None = None, task: str | None = None,
-               device="cpu") -> GatoModel:
+def load_model(
+    run_dir: str | Path, config: GatoConfig | None = None, task: str | None = None, device="cpu"
+) -> GatoModel:
     """The trained model of a run folder (its `model.safetensors`), in eval mode.
 
     `config`, when given, must equal the run's; `task`, when given, must be one it trained on."""
     run = RunFolder(run_dir)
     stored = read_config(run_dir)
     if config is not None and config != stored:
-        raise ValueError(f"{run.config} does not match the given config: "
-                         + "; ".join(_differences(dataclasses.asdict(stored), dataclasses.asdict(config), "config")))
+        raise ValueError(
+            f"{run.config} does not match the given config: "
+            + "; ".join(_differences(dataclasses.asdict(stored), dataclasses.asdict(config), "config"))
+        )
     if task is not None:
         trained = read_data_settings(run_dir).tasks
         if task not in trained:
@@ -147,6 +156,7 @@ def load_model(run_dir: str | Path, config: GatoConfig | None = None, task: str 
     tensors = load_file(str(run.weights))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{run.weights} does not fit the model of {run.config}: missing {missing}, "
-                         f"unexpected {unexpected}")
+        raise ValueError(
+            f"{run.weights} does not fit the model of {run.config}: missing {missing}, unexpected {unexpected}"
+        )
     return model.to(device).eval()

@@ -30,8 +30,10 @@ class SequenceSampler:
         self.tokens_per_timestep = data.layout.tokens_per_timestep
         self.steps_per_window = config.context_length // self.tokens_per_timestep
         if self.steps_per_window < 1:
-            raise ValueError(f"context_length={config.context_length} is shorter than one timestep of "
-                             f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)")
+            raise ValueError(
+                f"context_length={config.context_length} is shorter than one timestep of "
+                f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)"
+            )
 
     def sample_windows(self, batch_size: int):
         """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
@@ -60,8 +62,9 @@ class SequenceSampler:
         offset_in_prompt = prompt_start[:, None] + slot
         offset_in_main = start[:, None] + slot - prompt_steps[:, None]
         valid = np.where(in_prompt, offset_in_prompt < other_length[:, None], offset_in_main < length[:, None])
-        steps = np.where(in_prompt, data.starts[other][:, None] + offset_in_prompt,
-                         data.starts[episode][:, None] + offset_in_main)
+        steps = np.where(
+            in_prompt, data.starts[other][:, None] + offset_in_prompt, data.starts[episode][:, None] + offset_in_main
+        )
         # real timesteps first, padding last: a short prompt does not leave a hole mid-sequence
         order = np.argsort(~valid, axis=1, kind="stable")
         steps, valid = np.take_along_axis(steps, order, 1), np.take_along_axis(valid, order, 1)
@@ -90,5 +93,13 @@ class SequenceSampler:
 
     def batch(self, steps: np.ndarray, valid: np.ndarray, prompted: np.ndarray, from_end: np.ndarray) -> Batch:
         """The batch of windows given as global timestep indices (B, K) and their validity."""
-        return build_batch(self.data.layout, self.config, self.data.timesteps, steps, valid,
-                           self.config.context_length, prompted, from_end)
+        return build_batch(
+            self.data.layout,
+            self.config,
+            self.data.timesteps,
+            steps,
+            valid,
+            self.config.context_length,
+            prompted,
+            from_end,
+        )

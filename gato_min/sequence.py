@@ -19,10 +19,6 @@ How gato_min does it:
   (`gato_min.codec`: an observation, one action token, a rebuilt window, all cut from
   `build_batch` rows with `Batch.window`) and text (a stream of one-token timesteps). The
   agent acts on exactly the tokens training saw.
-
-A `Batch` holds, per sequence: token ids (image tokens carry a placeholder id 0), token kinds,
-local observation positions (-1: none), loss and attention masks, and the image patches of the
-whole batch with their flat position in the batch and their quantized row/column ranges.
 """
 
 from __future__ import annotations
@@ -56,16 +52,26 @@ class TimestepLayout:
     text_tokens: int = 0  # text ids at the start of the timestep
 
     @classmethod
-    def for_task(cls, spec: TaskSpec, patch_size: int = 16) -> "TimestepLayout":
+    def for_task(cls, spec: TaskSpec, patch_size: int = 16) -> TimestepLayout:
         """The layout of task `spec`: its frame or its readings, its buttons or its action values."""
         if spec.image_observations:
-            return cls(tuple(spec.observation_shape), 0, 1 if spec.discrete_actions else spec.action_dim,
-                       spec.discrete_actions, patch_size)
-        return cls(None, int(np.prod(spec.observation_shape)), 1 if spec.discrete_actions else spec.action_dim,
-                   spec.discrete_actions, patch_size)
+            return cls(
+                tuple(spec.observation_shape),
+                0,
+                1 if spec.discrete_actions else spec.action_dim,
+                spec.discrete_actions,
+                patch_size,
+            )
+        return cls(
+            None,
+            int(np.prod(spec.observation_shape)),
+            1 if spec.discrete_actions else spec.action_dim,
+            spec.discrete_actions,
+            patch_size,
+        )
 
     @classmethod
-    def text(cls, patch_size: int = 16) -> "TimestepLayout":
+    def text(cls, patch_size: int = 16) -> TimestepLayout:
         return cls(None, 0, 0, False, patch_size, text_tokens=1)
 
     @property
@@ -95,8 +101,14 @@ class TimestepLayout:
         return self.tokens_per_timestep - self.action_dim
 
     def kinds(self) -> np.ndarray:
-        return np.array([TEXT] * self.text_tokens + [IMAGE] * self.num_patches + [CONTINUOUS] * self.num_values
-                        + [SEPARATOR] * int(self.has_separator) + [ACTION] * self.action_dim, dtype=np.int64)
+        return np.array(
+            [TEXT] * self.text_tokens
+            + [IMAGE] * self.num_patches
+            + [CONTINUOUS] * self.num_values
+            + [SEPARATOR] * int(self.has_separator)
+            + [ACTION] * self.action_dim,
+            dtype=np.int64,
+        )
 
     def local_positions(self, action_positions: str = "none") -> np.ndarray:
         """Each token's local position (-1: none): observation tokens count 0, 1, ...; actions
@@ -104,8 +116,11 @@ class TimestepLayout:
         if not self.has_separator:
             return np.full(self.tokens_per_timestep, -1)
         observation = np.arange(self.num_observation_tokens)
-        actions = (self.num_observation_tokens + np.arange(self.action_dim) if action_positions == "local"
-                   else np.full(self.action_dim, -1))
+        actions = (
+            self.num_observation_tokens + np.arange(self.action_dim)
+            if action_positions == "local"
+            else np.full(self.action_dim, -1)
+        )
         return np.concatenate([observation, [-1], actions])
 
 
@@ -122,14 +137,24 @@ class Timesteps:
         return len(self.action_ids)
 
     @staticmethod
-    def concat(parts: list["Timesteps"]) -> "Timesteps":
+    def concat(parts: list[Timesteps]) -> Timesteps:
         patches = None if parts[0].patches is None else np.concatenate([p.patches for p in parts])
-        return Timesteps(np.concatenate([p.text_ids for p in parts]), patches,
-                         np.concatenate([p.value_ids for p in parts]), np.concatenate([p.action_ids for p in parts]))
+        return Timesteps(
+            np.concatenate([p.text_ids for p in parts]),
+            patches,
+            np.concatenate([p.value_ids for p in parts]),
+            np.concatenate([p.action_ids for p in parts]),
+        )
 
 
-def encode_timesteps(layout: TimestepLayout, tokenizer: Tokenizer, observations=None, actions=None,
-                     spec: TaskSpec | None = None, text_ids=None) -> Timesteps:
+def encode_timesteps(
+    layout: TimestepLayout,
+    tokenizer: Tokenizer,
+    observations=None,
+    actions=None,
+    spec: TaskSpec | None = None,
+    text_ids=None,
+) -> Timesteps:
     """The tokens of N timesteps: observations (N, *shape) as readings or uint8 frames, actions
     (N, ...) in the environment's units (scaled to [-1, 1] with `spec`'s range) or None (zeros:
     a timestep whose action is not known yet), text ids (N, text_tokens) for text."""
@@ -139,10 +164,16 @@ def encode_timesteps(layout: TimestepLayout, tokenizer: Tokenizer, observations=
         patches = cut_patches(observations, layout.patch_size)  # uint8; the model scales them
     elif layout.num_values:
         values = tokenizer.encode_continuous(observations).reshape(count, -1).astype(np.int32)
-    action_ids = (np.zeros((count, layout.action_dim), np.int32) if actions is None
-                  else encode_actions(layout, tokenizer, actions, spec))
-    text = (np.zeros((count, 0), np.int32) if text_ids is None
-            else np.asarray(text_ids, dtype=np.int32).reshape(count, layout.text_tokens))
+    action_ids = (
+        np.zeros((count, layout.action_dim), np.int32)
+        if actions is None
+        else encode_actions(layout, tokenizer, actions, spec)
+    )
+    text = (
+        np.zeros((count, 0), np.int32)
+        if text_ids is None
+        else np.asarray(text_ids, dtype=np.int32).reshape(count, layout.text_tokens)
+    )
     return Timesteps(text, patches, values, action_ids)
 
 
@@ -157,9 +188,16 @@ def encode_actions(layout: TimestepLayout, tokenizer: Tokenizer, actions, spec: 
     return tokenizer.encode_actions(unit).reshape(count, -1).astype(np.int32)
 
 
-def build_batch(layout: TimestepLayout, config, timesteps: Timesteps, steps: np.ndarray, valid: np.ndarray,
-                length: int | None = None, prompted: np.ndarray | None = None,
-                from_end: np.ndarray | None = None) -> Batch:
+def build_batch(
+    layout: TimestepLayout,
+    config,
+    timesteps: Timesteps,
+    steps: np.ndarray,
+    valid: np.ndarray,
+    length: int | None = None,
+    prompted: np.ndarray | None = None,
+    from_end: np.ndarray | None = None,
+) -> Batch:
     """The one batch builder: row b holds the timesteps `timesteps[steps[b, k]]` in slot order;
     slots whose `valid` is False are padding (wherever they are), and each row is padded at its
     end to `length` tokens (default: exactly K timesteps). Training windows, prompts, acting and
@@ -171,8 +209,11 @@ def build_batch(layout: TimestepLayout, config, timesteps: Timesteps, steps: np.
     length = used if length is None else length
     if used > length:
         raise ValueError(f"{K} timesteps of {tpt} tokens do not fit {length} tokens")
-    parts = [timesteps.text_ids[steps], np.zeros((batch_size, K, layout.num_patches), np.int64),
-             timesteps.value_ids[steps]]
+    parts = [
+        timesteps.text_ids[steps],
+        np.zeros((batch_size, K, layout.num_patches), np.int64),
+        timesteps.value_ids[steps],
+    ]
     if layout.has_separator:
         parts.append(np.full((batch_size, K, 1), vocab.separator_id, np.int64))
     parts.append(timesteps.action_ids[steps])
@@ -230,33 +271,47 @@ class TokenizedEpisodes:
         first = episodes[0]
         for index, episode in enumerate(episodes):  # (an Episode cannot be empty: it checks itself)
             if episode.observations.shape[1:] != first.observations.shape[1:]:
-                raise ValueError(f"{label}: episode {index} has observations of shape "
-                                 f"{episode.observations.shape[1:]}, episode 0 has {first.observations.shape[1:]}; "
-                                 "all timesteps of a task must have the same observation size")
+                raise ValueError(
+                    f"{label}: episode {index} has observations of shape "
+                    f"{episode.observations.shape[1:]}, episode 0 has {first.observations.shape[1:]}; "
+                    "all timesteps of a task must have the same observation size"
+                )
             if episode.actions.shape[1:] != first.actions.shape[1:]:
-                raise ValueError(f"{label}: episode {index} has actions of shape "
-                                 f"{episode.actions.shape[1:]}, episode 0 has {first.actions.shape[1:]}")
+                raise ValueError(
+                    f"{label}: episode {index} has actions of shape "
+                    f"{episode.actions.shape[1:]}, episode 0 has {first.actions.shape[1:]}"
+                )
         config = tokenizer.config
         if task is not None:
             self.layout = TimestepLayout.for_task(task, config.patch_size)
         else:
             frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
             discrete = first.actions.dtype.kind in "iu"
-            self.layout = TimestepLayout(first.observations.shape[1:] if frames else None,
-                                         0 if frames else int(np.prod(first.observations.shape[1:])),
-                                         1 if discrete else int(np.prod(first.actions.shape[1:])), discrete,
-                                         config.patch_size)
+            self.layout = TimestepLayout(
+                first.observations.shape[1:] if frames else None,
+                0 if frames else int(np.prod(first.observations.shape[1:])),
+                1 if discrete else int(np.prod(first.actions.shape[1:])),
+                discrete,
+                config.patch_size,
+            )
         if self.layout.num_observation_tokens > config.max_local_positions:
-            raise ValueError(f"{label}: a timestep has {self.layout.num_observation_tokens} observation "
-                             f"tokens, more than max_local_positions={config.max_local_positions}")
+            raise ValueError(
+                f"{label}: a timestep has {self.layout.num_observation_tokens} observation "
+                f"tokens, more than max_local_positions={config.max_local_positions}"
+            )
         self.lengths = np.array([len(e) for e in episodes], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
         self.promptable = True
-        self.timesteps = encode_timesteps(self.layout, tokenizer, np.concatenate([e.observations for e in episodes]),
-                                          np.concatenate([e.actions for e in episodes]), task)
+        self.timesteps = encode_timesteps(
+            self.layout,
+            tokenizer,
+            np.concatenate([e.observations for e in episodes]),
+            np.concatenate([e.actions for e in episodes]),
+            task,
+        )
 
     @classmethod
-    def from_text(cls, stream: np.ndarray, tokenizer: Tokenizer, name: str = "text") -> "TokenizedEpisodes":
+    def from_text(cls, stream: np.ndarray, tokenizer: Tokenizer, name: str = "text") -> TokenizedEpisodes:
         """A stream of text ids as one episode of one-token timesteps (never prompted)."""
         stream = np.asarray(stream, dtype=np.int64).reshape(-1)
         if len(stream) < 2:
@@ -295,26 +350,36 @@ class Batch:
     prompted: torch.Tensor  # (B,) bool: the sequence starts with a prompt
     prompt_from_end: torch.Tensor  # (B,) bool: that prompt is an episode's end (else uniform)
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.token_ids.shape)
 
-    def window(self, start: int, stop: int) -> "Batch":
+    def window(self, start: int, stop: int) -> Batch:
         """Tokens [start, stop) of every sequence, with the image patches that fall inside."""
         length = self.token_ids.shape[1]
         if not 0 <= start < stop <= length:
             raise ValueError(f"window [{start}, {stop}) does not fit sequences of {length} tokens")
         row, column = self.patch_index // length, self.patch_index % length
         inside = (column >= start) & (column < stop)
-        per_token = {k: v[:, start:stop] for k, v in self.__dict__.items() if v.dim() == 2 and v.shape[1] == length
-                     and k in ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")}
-        return Batch(**per_token, patches=self.patches[inside],
-                     patch_index=row[inside] * (stop - start) + column[inside] - start,
-                     patch_row_ranges=self.patch_row_ranges[inside], patch_col_ranges=self.patch_col_ranges[inside],
-                     prompted=self.prompted, prompt_from_end=self.prompt_from_end)
+        per_token = {
+            k: v[:, start:stop]
+            for k, v in self.__dict__.items()
+            if v.dim() == 2
+            and v.shape[1] == length
+            and k in ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")
+        }
+        return Batch(
+            **per_token,
+            patches=self.patches[inside],
+            patch_index=row[inside] * (stop - start) + column[inside] - start,
+            patch_row_ranges=self.patch_row_ranges[inside],
+            patch_col_ranges=self.patch_col_ranges[inside],
+            prompted=self.prompted,
+            prompt_from_end=self.prompt_from_end,
+        )
 
 
 def concat_batches(batches: list[Batch]) -> Batch:

@@ -63,12 +63,20 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
         kind, many = _element_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, nargs="+" if many else None, default=None,
-                            help=f"{f.metadata.get('help', '')} (default {shown})")
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            nargs="+" if many else None,
+            default=None,
+            help=f"{f.metadata.get('help', '')} (default {shown})",
+        )
 
 
 def from_arguments(cls, args: argparse.Namespace):
     """`cls` with the fields given on the command line, the defaults elsewhere."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-    return from_dict(cls, {key: list(value) if isinstance(value, list) else value for key, value in given.items()},
-                     "the command line")
+    return from_dict(
+        cls,
+        {key: list(value) if isinstance(value, list) else value for key, value in given.items()},
+        "the command line",
+    )

@@ -96,9 +96,11 @@ def _fetch_into(folder: Path, name: str, file: str, expected: dict) -> None:
     got = _digest(data)
     if got != expected:
         (folder / file).unlink(missing_ok=True)  # never leave a stale or wrong copy in place
-        raise ValueError(f"Stored run file {name}/{file} from {url} failed its check: expected "
-                         f"sha256 {expected['sha256']} ({expected['size']} bytes), got sha256 "
-                         f"{got['sha256']} ({got['size']} bytes).")
+        raise ValueError(
+            f"Stored run file {name}/{file} from {url} failed its check: expected "
+            f"sha256 {expected['sha256']} ({expected['size']} bytes), got sha256 "
+            f"{got['sha256']} ({got['size']} bytes)."
+        )
     atomic_write_bytes(folder / file, data)
 
 

@@ -80,7 +80,9 @@ def marginal_loss(train_ids: np.ndarray, heldout_ids: np.ndarray, vocab_size: in
     return float(marginal_losses(train_ids, heldout_ids, vocab_size).mean())
 
 
-def load_task_data(task: str, settings: DataSettings, config: GatoConfig, cache=None, progress: bool = True) -> TaskData:
+def load_task_data(
+    task: str, settings: DataSettings, config: GatoConfig, cache=None, progress: bool = True
+) -> TaskData:
     """Collect (or read) a task's episodes, filter, split and tokenize them; or cut the text corpus."""
     tokenizer = Tokenizer(config)
     if task == TEXT_TASK:
@@ -95,10 +97,14 @@ def load_task_data(task: str, settings: DataSettings, config: GatoConfig, cache=
     train = TokenizedEpisodes(train_episodes, tokenizer, task, spec)
     heldout = TokenizedEpisodes(heldout_episodes, tokenizer, f"{task} (held out)", spec)
     baseline = marginal_loss(train.action_ids, heldout.action_ids, config.vocab.size)
-    info = {"episodes_collected": collected, "episodes_kept": len(train_episodes) + len(heldout_episodes),
-            "train_episodes": len(train_episodes), "heldout_episodes": len(heldout_episodes),
-            "train_timesteps": int(train.lengths.sum()),
-            "tokens_per_timestep": train.layout.tokens_per_timestep}
+    info = {
+        "episodes_collected": collected,
+        "episodes_kept": len(train_episodes) + len(heldout_episodes),
+        "train_episodes": len(train_episodes),
+        "heldout_episodes": len(heldout_episodes),
+        "train_timesteps": int(train.lengths.sum()),
+        "tokens_per_timestep": train.layout.tokens_per_timestep,
+    }
     return TaskData(task, train, heldout, baseline, info)
 
 
@@ -137,5 +143,3 @@ def action_dimension_losses(model: GatoModel, batches: list[Batch], layout) -> n
         np.add.at(counts, dims[is_action], 1)
     model.train(was_training)
     return sums / np.maximum(counts, 1)
-
-

@@ -63,6 +63,7 @@ class VocabLayout:
 
 # --------------------------------------------------------------------------- input checks
 
+
 def _as_float_array(values, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -70,8 +71,10 @@ def _as_float_array(values, name: str) -> np.ndarray:
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         bad = np.flatnonzero(~np.isfinite(array))
-        raise ValueError(f"{name} must be finite; found {array.reshape(-1)[bad[0]]} at flat index {bad[0]} "
-                         f"({len(bad)} non-finite values)")
+        raise ValueError(
+            f"{name} must be finite; found {array.reshape(-1)[bad[0]]} at flat index {bad[0]} "
+            f"({len(bad)} non-finite values)"
+        )
     return array
 
 
@@ -87,6 +90,7 @@ def _as_int_array(values, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- nested observations
 
 # --------------------------------------------------------------------------- continuous values
+
 
 def mu_law_encode(x, mu: float = 100.0, m: float = 256.0) -> np.ndarray:
     """F(x) = sgn(x) log(|x| mu + 1) / log(M mu + 1): maps [-M, M] onto [-1, 1] (App. B)."""
@@ -120,8 +124,9 @@ def discretize(y, num_bins: int = 1024) -> np.ndarray:
     return np.minimum(np.floor((y + 1.0) * 0.5 * num_bins), num_bins - 1).astype(np.int64)
 
 
-def tokenize_continuous(values, vocab: VocabLayout, compand: bool = True, mu: float = 100.0,
-                        m: float = 256.0) -> np.ndarray:
+def tokenize_continuous(
+    values, vocab: VocabLayout, compand: bool = True, mu: float = 100.0, m: float = 256.0
+) -> np.ndarray:
     """Continuous values (any shape) -> flat row-major ids in [text_size, text_size + num_bins).
 
     `compand=True` for observations (mu-law first); `compand=False` for actions, which the
@@ -134,32 +139,39 @@ def tokenize_continuous(values, vocab: VocabLayout, compand: bool = True, mu: fl
     return discretize(unit, vocab.num_bins) + vocab.continuous_offset
 
 
-def detokenize_continuous(ids, vocab: VocabLayout, compand: bool = True, mu: float = 100.0,
-                          m: float = 256.0) -> np.ndarray:
+def detokenize_continuous(
+    ids, vocab: VocabLayout, compand: bool = True, mu: float = 100.0, m: float = 256.0
+) -> np.ndarray:
     """Ids in the continuous range -> the centre value of each bin (mu-law decoded if `compand`)."""
     ids = _as_int_array(ids, "ids")
     lo, hi = vocab.continuous_offset, vocab.continuous_offset + vocab.num_bins
     outside = (ids < lo) | (ids >= hi)
     if outside.any():
-        raise ValueError(f"ids must lie in the continuous range [{lo}, {hi}); found {ids[outside].reshape(-1)[0]} "
-                         f"({int(outside.sum())} ids outside)")
+        raise ValueError(
+            f"ids must lie in the continuous range [{lo}, {hi}); found {ids[outside].reshape(-1)[0]} "
+            f"({int(outside.sum())} ids outside)"
+        )
     centers = bin_centers(vocab.num_bins)[ids - lo]
     return mu_law_decode(centers, mu, m) if compand else centers
 
 
 # --------------------------------------------------------------------------- discrete values
 
+
 def tokenize_discrete(values, vocab: VocabLayout) -> np.ndarray:
     """Integer values (any shape) in [0, num_bins) -> flat row-major ids, unchanged (Sec. 2.1)."""
     ids = _as_int_array(values, "values").reshape(-1)
     outside = (ids < 0) | (ids >= vocab.num_bins)
     if outside.any():
-        raise ValueError(f"values must be integers in [0, {vocab.num_bins}); found {ids[outside][0]} "
-                         f"({int(outside.sum())} values outside)")
+        raise ValueError(
+            f"values must be integers in [0, {vocab.num_bins}); found {ids[outside][0]} "
+            f"({int(outside.sum())} values outside)"
+        )
     return ids
 
 
 # --------------------------------------------------------------------------- images
+
 
 def normalize_pixels(pixels, patch_size: int = 16):
     """uint8 pixels [0, 255] -> [-1, 1] -> divided by sqrt(patch_size) (Sec. 2.1), as float32.
@@ -226,8 +238,7 @@ def patches_to_image(patches, rows: int, cols: int, patch_size: int = 16) -> np.
     """The inverse of `image_to_patches` up to padding: patches -> uint8 image (H', W', C)."""
     patches = _as_float_array(patches, "patches")
     if patches.ndim != 4 or patches.shape[0] != rows * cols or patches.shape[2:] != (patch_size, patch_size):
-        raise ValueError(f"patches must have shape ({rows * cols}, C, {patch_size}, {patch_size}), "
-                         f"got {patches.shape}")
+        raise ValueError(f"patches must have shape ({rows * cols}, C, {patch_size}, {patch_size}), got {patches.shape}")
     channels = patches.shape[1]
     grid = patches.reshape(rows, cols, channels, patch_size, patch_size).transpose(0, 3, 1, 4, 2)
     pixels = (grid.reshape(rows * patch_size, cols * patch_size, channels) * np.sqrt(patch_size) + 1.0) * 127.5
@@ -235,6 +246,7 @@ def patches_to_image(patches, rows: int, cols: int, patch_size: int = 16) -> np.
 
 
 # --------------------------------------------------------------------------- text
+
 
 class TextTokenizer:
     """SentencePiece text tokenization (Sec. 2.1); ids are [0, vocab_size)."""
@@ -293,15 +305,22 @@ class Tokenizer:
     @property
     def text(self) -> TextTokenizer:
         if self._text is None:
-            model = Path(self.config.text_model) if self.config.text_model else shipped_text_model(self.config.text_vocab_size)
+            model = (
+                Path(self.config.text_model)
+                if self.config.text_model
+                else shipped_text_model(self.config.text_vocab_size)
+            )
             if not model.is_file():
                 raise FileNotFoundError(
-                    f"no SentencePiece model for text_vocab_size={self.config.text_vocab_size}: {model} does not exist; "
-                    "pass GatoConfig(text_model=...) with a model of that many pieces")
+                    f"no SentencePiece model for text_vocab_size={self.config.text_vocab_size}: {model} does not "
+                    "exist; pass GatoConfig(text_model=...) with a model of that many pieces"
+                )
             text = TextTokenizer(model)
             if text.vocab_size != self.config.text_vocab_size:
-                raise ValueError(f"SentencePiece model {model} has {text.vocab_size} pieces but "
-                                 f"config.text_vocab_size is {self.config.text_vocab_size}")
+                raise ValueError(
+                    f"SentencePiece model {model} has {text.vocab_size} pieces but "
+                    f"config.text_vocab_size is {self.config.text_vocab_size}"
+                )
             self._text = text
         return self._text
 

@@ -47,8 +47,12 @@ class TrainResult:
 
 
 def _random_state(samplers: dict, mixer: np.random.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": json.dumps(
-        {"mixer": mixer.bit_generator.state} | {task: s.rng.bit_generator.state for task, s in samplers.items()})}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps(
+            {"mixer": mixer.bit_generator.state} | {task: s.rng.bit_generator.state for task, s in samplers.items()}
+        ),
+    }
 
 
 def _restore_random_state(state: dict, samplers: dict, mixer: np.random.Generator) -> None:
@@ -59,19 +63,37 @@ def _restore_random_state(state: dict, samplers: dict, mixer: np.random.Generato
         sampler.rng.bit_generator.state = numpy_states[task]
 
 
-def _save_checkpoint(run: RunFolder, model, optimizer, step: int, elapsed: float, world: int, rank: int,
-                     random_state: dict) -> None:
+def _save_checkpoint(
+    run: RunFolder, model, optimizer, step: int, elapsed: float, world: int, rank: int, random_state: dict
+) -> None:
     states = distributed.gather(random_state, world)
     if rank == 0:
         model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save({"model": model_state, "optimizer": optimizer.state_dict(), "step": step,
-                           "elapsed_s": elapsed, "world_size": world, "random": states}, run.checkpoint)
+        atomic_torch_save(
+            {
+                "model": model_state,
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "world_size": world,
+                "random": states,
+            },
+            run.checkpoint,
+        )
         atomic_save_safetensors(model_state, run.weights, {"step": str(step), "format": "gato_min"})
 
 
-def train(config: GatoConfig, data: DataSettings, settings: TrainSettings, out: str | Path, cache=None,
-          device: str = "auto", threads: int | None = None, progress: bool = True,
-          stop_after: int | None = None) -> TrainResult:
+def train(
+    config: GatoConfig,
+    data: DataSettings,
+    settings: TrainSettings,
+    out: str | Path,
+    cache=None,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Train (or resume) the run in folder `out` on `data` with `settings`. Works as is under
     torchrun. `threads` sets torch's thread count for the call (given back afterwards);
     `stop_after` ends this call after that many optimizer steps (the run stays resumable)."""
@@ -82,8 +104,19 @@ def train(config: GatoConfig, data: DataSettings, settings: TrainSettings, out: 
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _train(config, data, settings, RunFolder(out), cache, distributed.pick_device(device, local_rank),
-                      progress, stop_after, rank, world, local_rank)
+        return _train(
+            config,
+            data,
+            settings,
+            RunFolder(out),
+            cache,
+            distributed.pick_device(device, local_rank),
+            progress,
+            stop_after,
+            rank,
+            world,
+            local_rank,
+        )
     finally:
         torch.set_num_threads(caller_threads)
 
@@ -105,8 +138,9 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
     optimizer = make_optimizer(model, settings)
     step_fn = LossModule(model)
     if world > 1:
-        step_fn = DistributedDataParallel(step_fn, device_ids=[local_rank] if device.type == "cuda" else None,
-                                          find_unused_parameters=True)
+        step_fn = DistributedDataParallel(
+            step_fn, device_ids=[local_rank] if device.type == "cuda" else None, find_unused_parameters=True
+        )
     local_batch = settings.batch_size // world
     samplers = {t: d.sampler(config, [settings.seed, rank, i]) for i, (t, d) in enumerate(tasks.items())}
     mixer = np.random.default_rng([settings.seed, rank, 104729])
@@ -116,8 +150,10 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
     if resume:
         state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
         if state["world_size"] != world:
-            raise ValueError(f"{run.checkpoint} was written by {state['world_size']} processes; resume it with "
-                             f"the same number (got {world})")
+            raise ValueError(
+                f"{run.checkpoint} was written by {state['world_size']} processes; resume it with "
+                f"the same number (got {world})"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _restore_random_state(state["random"][rank], samplers, mixer)
@@ -126,8 +162,11 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
             run.truncate_metrics(step)
     if rank == 0:
         info = {t: d.info | {"baseline_loss": round(d.baseline_loss, 4)} for t, d in tasks.items()}
-        print(f"gato_min train: {model.num_parameters():,} parameters, {world} process(es) on {device}, "
-              + ("resuming at step " + str(step) if step else "new run") + f" -> {run.path}\n  data: {json.dumps(info)}")
+        print(
+            f"gato_min train: {model.num_parameters():,} parameters, {world} process(es) on {device}, "
+            + ("resuming at step " + str(step) if step else "new run")
+            + f" -> {run.path}\n  data: {json.dumps(info)}"
+        )
 
     weights = data.task_weights
     last = settings.steps if stop_after is None else min(settings.steps, step + stop_after)
@@ -155,9 +194,20 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
             mean_loss = distributed.mean_over_processes(window_loss / window_steps, world)
             window_s = time.perf_counter() - window_start
             elapsed += window_s
-            row = {"step": step, "loss": round(mean_loss, 6), "lr": lr, "grad_norm": round(float(grad_norm), 4),
-                   "tokens_per_s": round(window_tokens * world / window_s, 1), "elapsed_s": round(elapsed, 1)}
-            window_loss, window_tokens, window_steps, window_start = torch.zeros((), device=device), 0, 0, time.perf_counter()
+            row = {
+                "step": step,
+                "loss": round(mean_loss, 6),
+                "lr": lr,
+                "grad_norm": round(float(grad_norm), 4),
+                "tokens_per_s": round(window_tokens * world / window_s, 1),
+                "elapsed_s": round(elapsed, 1),
+            }
+            window_loss, window_tokens, window_steps, window_start = (
+                torch.zeros((), device=device),
+                0,
+                0,
+                time.perf_counter(),
+            )
             if rank == 0:
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.1e}")
                 if step % settings.eval_every == 0 or step == settings.steps:
@@ -174,10 +224,15 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
         rows = run.rows()
         plot_learning_curve(rows, run.curve)
         evaluations = [r for r in rows if "heldout" in r]
-        summary = {"step": step, "steps": settings.steps, "parameters": model.num_parameters(),
-                   "final_loss": rows[-1]["loss"] if rows else None,
-                   "heldout": evaluations[-1]["heldout"] if evaluations else None, "baseline": baselines,
-                   "data": {t: d.info for t, d in tasks.items()}}
+        summary = {
+            "step": step,
+            "steps": settings.steps,
+            "parameters": model.num_parameters(),
+            "final_loss": rows[-1]["loss"] if rows else None,
+            "heldout": evaluations[-1]["heldout"] if evaluations else None,
+            "baseline": baselines,
+            "data": {t: d.info for t, d in tasks.items()},
+        }
         atomic_write_json(run.summary, summary)
     distributed.barrier(world)
     return TrainResult(model, summary, rank, world)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gato_min.agent import GatoAgent
+from gato_min.codec import TaskCodec
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.data.episodes import Episode
-from gato_min.codec import TaskCodec
 from gato_min.data.training_set import DataSettings
 from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
@@ -107,20 +107,29 @@ def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_ep
     piece acting feeds equals the training window's tokens at that place, in ids, kinds, local
     positions, loss and attention masks and patches; a shorter rebuilt row is padded in front,
     invisibly."""
-    config = GatoConfig.from_preset("cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27),
-                                    action_positions="local")
-    episode = (cheetah_episodes[0] if task == "halfcheetah"
-               else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0])
+    config = GatoConfig.from_preset(
+        "cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27), action_positions="local"
+    )
+    episode = (
+        cheetah_episodes[0]
+        if task == "halfcheetah"
+        else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0]
+    )
     codec = TaskCodec(task, config)
     per_step, observed = codec.layout.tokens_per_timestep, codec.observation_tokens + 1
     data = TokenizedEpisodes([episode], Tokenizer(config), task, get_task(task))
-    training = SequenceSampler(data, config).batch(np.array([[2, 3, 4]]), np.ones((1, 3), bool), np.zeros(1, bool),
-                                                   np.zeros(1, bool)).window(0, 3 * per_step)
+    training = (
+        SequenceSampler(data, config)
+        .batch(np.array([[2, 3, 4]]), np.ones((1, 3), bool), np.zeros(1, bool), np.zeros(1, bool))
+        .window(0, 3 * per_step)
+    )
     fields = ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")
 
     def same(fed, start, row=0):
         for name in fields:
-            torch.testing.assert_close(getattr(fed, name)[row], getattr(training, name)[0, start:start + fed.shape[1]])
+            torch.testing.assert_close(
+                getattr(fed, name)[row], getattr(training, name)[0, start : start + fed.shape[1]]
+            )
         inside = (training.patch_index >= start) & (training.patch_index < start + fed.shape[1])
         mine = fed.patch_index // fed.shape[1] == row
         assert torch.equal(fed.patches[mine], training.patches[inside])
@@ -135,21 +144,22 @@ def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_ep
     # the prompt of an agent prompted with this episode: its first timesteps, as training lays them out
     agent = GatoAgent(_model(config), task, [episode], prompt_tokens=3 * per_step)
     prompt = agent.prompt_batch(episode)
-    first = SequenceSampler(data, config).batch(np.array([[0, 1, 2]]), np.ones((1, 3), bool), np.zeros(1, bool),
-                                                np.zeros(1, bool))
+    first = SequenceSampler(data, config).batch(
+        np.array([[0, 1, 2]]), np.ones((1, 3), bool), np.zeros(1, bool), np.zeros(1, bool)
+    )
     for name in fields:
-        torch.testing.assert_close(getattr(prompt, name), getattr(first, name)[:, :3 * per_step])
+        torch.testing.assert_close(getattr(prompt, name), getattr(first, name)[:, : 3 * per_step])
     # a rebuilt window: the whole training window (row 0), and its last timestep alone (row 1)
     rebuilt = codec.timesteps_batch([episode.observations[2:5], episode.observations[4:5]], [ids, ids[2:]])
     same(rebuilt, 0)
-    assert not rebuilt.attention_mask[1, :2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step:].all()
+    assert not rebuilt.attention_mask[1, : 2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step :].all()
     model = _model(config)
     with torch.no_grad():
         expected, got = model(training)[0], model(rebuilt)
         torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
         padded = model.extend(rebuilt, KVCache(config, batch_size=2), rebuilt.attention_mask)[1]
         alone = model(codec.timesteps_batch([episode.observations[4:5]], [ids[2:]]))[0]
-    torch.testing.assert_close(padded[2 * per_step:], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded[2 * per_step :], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_actions_decode_to_the_bin_centre_and_refuse_foreign_ids(cheetah_episodes):
@@ -183,7 +193,7 @@ def test_window_memory_rebuilds_what_training_saw(cheetah_episodes):
             reference = KVCache(TINY, batch_size=1)
             reference.install_prefix([0], prefixes[row])
             model.extend(codec.timesteps_batch([np.stack(steps[-keep:])], [np.stack(actions[-keep:])]), reference)
-            expected = model.extend(codec.observation_batch(obs[row:row + 1]), reference, last_only=True)
+            expected = model.extend(codec.observation_batch(obs[row : row + 1]), reference, last_only=True)
             torch.testing.assert_close(got[row], expected[0], rtol=1e-5, atol=1e-5)
     lengths = []
     extend = model.extend
@@ -225,8 +235,9 @@ def test_sampled_actions_are_legal_and_in_the_action_space(task):
     config = GatoConfig.from_preset("cpu-tiny", context_length=128)
     log = []
     agent = GatoAgent(_model(config, seed=1), task, None, temperature=1.5)
-    rollout = agent.rollout(3, num_envs=2, seed=0, max_steps=12, progress=False,
-                            env_fn=lambda name, render: _Checked(make_env(name), log))
+    rollout = agent.rollout(
+        3, num_envs=2, seed=0, max_steps=12, progress=False, env_fn=lambda name, render: _Checked(make_env(name), log)
+    )
     assert rollout.lengths.tolist() == [12, 12, 12]
     actions = np.array(log)  # (for Atari also the seeded no-ops that start each episode)
     assert len(actions) >= 36
@@ -265,8 +276,11 @@ def test_bad_inputs_name_what_was_expected(cheetah_episodes, tmp_path):
         GatoAgent(model, "halfcheetah", None, temperature=-1)
     with pytest.raises(FileNotFoundError, match="missing is not a gato_min run folder"):
         evaluate_run(tmp_path / "missing")
-    result = subprocess.run([sys.executable, "-m", "gato_min", "evaluate", "--run", str(tmp_path / "missing")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "gato_min", "evaluate", "--run", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "evaluate: error:" in result.stderr and "does not exist" in result.stderr
 
 
@@ -282,13 +296,28 @@ def test_student_t_quantiles_and_intervals():
 def test_evaluate_writes_a_report_that_repeats(tmp_path):
     """A tiny run trained for two steps on random HalfCheetah data, evaluated end to end twice."""
     cache = tmp_path / "cache"
-    data = DataSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
-                        heldout_fraction=0.25)
-    settings = TrainSettings(steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2, checkpoint_every=2,
-                             eval_batches=1)
+    data = DataSettings(
+        tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25
+    )
+    settings = TrainSettings(
+        steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2, checkpoint_every=2, eval_batches=1
+    )
     train(TINY, data, settings, tmp_path / "run", cache=cache, progress=False)
-    reports = [evaluate_run(tmp_path / "run", episodes=3, num_envs=2, seed=1, prompt_tokens=48, out=tmp_path / name,
-                            gif_steps=0, max_steps=25, cache=cache, progress=False) for name in ("a", "b")]
+    reports = [
+        evaluate_run(
+            tmp_path / "run",
+            episodes=3,
+            num_envs=2,
+            seed=1,
+            prompt_tokens=48,
+            out=tmp_path / name,
+            gif_steps=0,
+            max_steps=25,
+            cache=cache,
+            progress=False,
+        )
+        for name in ("a", "b")
+    ]
     rows = [report["tasks"][0] for report in reports]
     assert rows[0]["returns"] == rows[1]["returns"] and len(rows[0]["returns"]) == 3
     assert rows[0]["prompt_steps"] == 2 and rows[0]["prompts"] == 1

@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from gato_min.tools.cli import main
 
 

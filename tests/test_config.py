@@ -5,11 +5,14 @@ import pytest
 from gato_min.config import PRESETS, GatoConfig
 
 
-@pytest.mark.parametrize("name, shape", [
-    ("gato-1.18b", (24, 16, 2048, 8192, 128)),
-    ("gato-364m", (12, 12, 1536, 6144, 128)),
-    ("gato-79m", (8, 24, 768, 3072, 32)),
-])
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("gato-1.18b", (24, 16, 2048, 8192, 128)),
+        ("gato-364m", (12, 12, 1536, 6144, 128)),
+        ("gato-79m", (8, 24, 768, 3072, 32)),
+    ],
+)
 def test_app_c1_paper_presets(name, shape):
     cfg = GatoConfig.from_preset(name)
     assert (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.d_head) == shape
@@ -34,12 +37,15 @@ def test_json_round_trip_and_unknown_keys():
         GatoConfig.from_json('{"n_layers": 3}')
 
 
-@pytest.mark.parametrize("changes, match", [
-    (dict(text_vocab_size=512), "must be >= num_bins"),
-    (dict(n_layer=0), "n_layer must be a positive int"),
-    (dict(patch_size=16.0), "patch_size must be a positive int"),
-    (dict(mu=0.0), "mu and mu_law_m must be positive"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(text_vocab_size=512), "must be >= num_bins"),
+        (dict(n_layer=0), "n_layer must be a positive int"),
+        (dict(patch_size=16.0), "patch_size must be a positive int"),
+        (dict(mu=0.0), "mu and mu_law_m must be positive"),
+    ],
+)
 def test_invalid_configs_are_refused(changes, match):
     with pytest.raises(ValueError, match=match):
         GatoConfig(**changes)

@@ -16,19 +16,27 @@ from gato_min.envs import TASKS, check_tier, make_env, preprocess_frame
 def _episode(length, terminated, obs_dim=3, reward=1.0, discrete=False):
     rng = np.random.default_rng(length)
     actions = rng.integers(0, 4, length) if discrete else rng.uniform(-1, 1, (length, 2)).astype(np.float32)
-    return Episode(rng.standard_normal((length, obs_dim)).astype(np.float32), actions,
-                   np.full(length, reward, np.float32), terminated)
+    return Episode(
+        rng.standard_normal((length, obs_dim)).astype(np.float32),
+        actions,
+        np.full(length, reward, np.float32),
+        terminated,
+    )
 
 
 def _write_raw_d4rl(path, n=10, terminals=(), timeouts=(), skip=(), lengths=None):
     lengths = lengths or {}
     with h5py.File(path, "w") as f:
-        data = {"observations": np.arange(n * 2, dtype=np.float32).reshape(n, 2),
-                "actions": np.zeros((n, 1), np.float32), "rewards": np.ones(n, np.float32),
-                "terminals": np.isin(np.arange(n), terminals), "timeouts": np.isin(np.arange(n), timeouts)}
+        data = {
+            "observations": np.arange(n * 2, dtype=np.float32).reshape(n, 2),
+            "actions": np.zeros((n, 1), np.float32),
+            "rewards": np.ones(n, np.float32),
+            "terminals": np.isin(np.arange(n), terminals),
+            "timeouts": np.isin(np.arange(n), timeouts),
+        }
         for key, array in data.items():
             if key not in skip:
-                f.create_dataset(key, data=array[:lengths.get(key, n)])
+                f.create_dataset(key, data=array[: lengths.get(key, n)])
 
 
 # ---------------------------------------------------------------- episodes
@@ -128,7 +136,9 @@ def _write_minari(root, episodes, dict_obs=False, metadata=True):
     data = root / "mujoco" / "hopper" / "expert-v0" / "data"
     data.mkdir(parents=True)
     if metadata:
-        (data / "metadata.json").write_text(json.dumps({"dataset_id": "mujoco/hopper/expert-v0", "total_episodes": len(episodes)}))
+        (data / "metadata.json").write_text(
+            json.dumps({"dataset_id": "mujoco/hopper/expert-v0", "total_episodes": len(episodes)})
+        )
     with h5py.File(data / "main_data.hdf5", "w") as f:
         for index, (steps, terminated) in enumerate(episodes):
             g = f.create_group(f"episode_{index}")
@@ -141,7 +151,9 @@ def _write_minari(root, episodes, dict_obs=False, metadata=True):
                 g.create_dataset("observations", data=obs)
             g.create_dataset("actions", data=np.zeros((steps, 2), np.float32))
             g.create_dataset("rewards", data=np.ones(steps))
-            g.create_dataset("terminations", data=np.arange(steps) == steps - 1 if terminated else np.zeros(steps, bool))
+            g.create_dataset(
+                "terminations", data=np.arange(steps) == steps - 1 if terminated else np.zeros(steps, bool)
+            )
             g.create_dataset("truncations", data=np.zeros(steps, bool) if terminated else np.arange(steps) == steps - 1)
     return data.parent
 
@@ -182,13 +194,20 @@ def test_minari_bad_inputs(tmp_path):
 # ---------------------------------------------------------------- collection
 
 
-@pytest.mark.parametrize("task, tier", [("hopper", "random"), ("hopper", "medium"), ("pong", "random"),
-                                        ("pong", "noisy")])
+@pytest.mark.parametrize(
+    "task, tier", [("hopper", "random"), ("hopper", "medium"), ("pong", "random"), ("pong", "noisy")]
+)
 def test_same_seed_gives_byte_identical_arrays(task, tier, tmp_path):
-    a = read_d4rl(collect_to_file(task, tier, 3, seed=7, num_envs=2, out=tmp_path / "a.hdf5", progress=False,
-                                  max_episode_steps=60))
-    b = read_d4rl(collect_to_file(task, tier, 3, seed=7, num_envs=3, out=tmp_path / "b.hdf5", progress=False,
-                                  max_episode_steps=60))
+    a = read_d4rl(
+        collect_to_file(
+            task, tier, 3, seed=7, num_envs=2, out=tmp_path / "a.hdf5", progress=False, max_episode_steps=60
+        )
+    )
+    b = read_d4rl(
+        collect_to_file(
+            task, tier, 3, seed=7, num_envs=3, out=tmp_path / "b.hdf5", progress=False, max_episode_steps=60
+        )
+    )
     c = collect(task, tier, 3, seed=8, num_envs=2, progress=False, max_episode_steps=60)
     for x, y in zip(a, b):
         assert x.observations.tobytes() == y.observations.tobytes()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gato_min.data.policies import MLPPolicy, export_policy, load_policy
-from gato_min.tools.experts import TD3Settings, train_expert
 from gato_min.envs import TASKS, get_task, make_env
+from gato_min.tools.experts import TD3Settings, train_expert
 
 
 def test_registry_knows_the_five_tasks_and_refuses_others():
@@ -52,8 +52,16 @@ def test_bad_policy_files_are_named(tmp_path):
 
 def test_td3_training_checkpoints_and_resumes(tmp_path, capsys):
     pytest.importorskip("stable_baselines3")
-    settings = TD3Settings(total_steps=400, learning_starts=100, eval_every=200, checkpoint_every=200,
-                           eval_episodes=1, batch_size=32, buffer_size=2000, hidden_sizes=(16, 16))
+    settings = TD3Settings(
+        total_steps=400,
+        learning_starts=100,
+        eval_every=200,
+        checkpoint_every=200,
+        eval_episodes=1,
+        batch_size=32,
+        buffer_size=2000,
+        hidden_sizes=(16, 16),
+    )
     out = train_expert("hopper", tmp_path / "run", settings, progress=False)
     assert [row["step"] for row in map(json.loads, (out / "curve.jsonl").read_text().splitlines())] == [200, 400]
     assert (out / "checkpoint" / "model.zip").exists() and (out / "checkpoint" / "replay.pkl").exists()
@@ -62,7 +70,10 @@ def test_td3_training_checkpoints_and_resumes(tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [200, 400, 600]
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == [
-        "step_0000200.safetensors", "step_0000400.safetensors", "step_0000600.safetensors"]
+        "step_0000200.safetensors",
+        "step_0000400.safetensors",
+        "step_0000600.safetensors",
+    ]
     policy, metadata = load_policy(out / "snapshots" / "step_0000600.safetensors")
     assert metadata["task"] == "hopper" and float(metadata["mean_return"]) == pytest.approx(rows[-1]["mean_return"])
     with pytest.raises(ValueError, match="holds a run for task 'hopper', not 'walker2d'"):
@@ -79,8 +90,16 @@ def test_portable_state_resumes_without_the_replay_buffer(tmp_path, capsys):
     pytest.importorskip("stable_baselines3")
     from gato_min.tools.experts import save_portable_state
 
-    settings = TD3Settings(total_steps=300, learning_starts=100, eval_every=150, checkpoint_every=150,
-                           eval_episodes=1, batch_size=32, buffer_size=2000, hidden_sizes=(16, 16))
+    settings = TD3Settings(
+        total_steps=300,
+        learning_starts=100,
+        eval_every=150,
+        checkpoint_every=150,
+        eval_episodes=1,
+        batch_size=32,
+        buffer_size=2000,
+        hidden_sizes=(16, 16),
+    )
     first = train_expert("hopper", tmp_path / "first", settings, progress=False)
     state = save_portable_state(first, tmp_path / "state")
     assert sorted(p.name for p in state.iterdir()) == ["curve.jsonl", "model.zip", "settings.json"]
@@ -102,7 +121,9 @@ def test_tiers_are_chosen_from_the_curve_and_exported(tmp_path):
     with (run / "curve.jsonl").open("w") as f:
         for step, value in returns.items():
             f.write(json.dumps({"step": step, "mean_return": value, "std_return": 10.0}) + "\n")
-            export_policy(MLPPolicy(11, 3, [4], -np.ones(3), np.ones(3)), run / "snapshots" / f"step_{step:07d}.safetensors")
+            export_policy(
+                MLPPolicy(11, 3, [4], -np.ones(3), np.ones(3)), run / "snapshots" / f"step_{step:07d}.safetensors"
+            )
     # hopper's D4RL expert return is 3234.3: a third is 1078; the 25-45 % band is [809, 1455]
     chosen = choose_snapshots(run, "hopper")
     assert chosen["medium"]["step"] == 30_000 and chosen["expert"]["step"] == 50_000  # 1200 is nearest 1078

@@ -3,13 +3,13 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from test_sequence import atari_episodes, mujoco_episodes
 
 from gato_min.config import GatoConfig
 from gato_min.model import GatoModel, KVCache
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
-from test_sequence import atari_episodes, mujoco_episodes
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 
@@ -51,10 +51,10 @@ def test_loss_equals_hand_computed_masked_cross_entropy():
         logits = model(batch)
     total, count = 0.0, 0
     for b in range(batch.token_ids.shape[0]):
-        for l in range(1, batch.token_ids.shape[1]):
-            if batch.loss_mask[b, l] and batch.attention_mask[b, l]:
-                log_probs = F.log_softmax(logits[b, l - 1].double(), dim=-1)
-                total -= float(log_probs[batch.token_ids[b, l]])
+        for pos in range(1, batch.token_ids.shape[1]):
+            if batch.loss_mask[b, pos] and batch.attention_mask[b, pos]:
+                log_probs = F.log_softmax(logits[b, pos - 1].double(), dim=-1)
+                total -= float(log_probs[batch.token_ids[b, pos]])
                 count += 1
     assert count == int(batch.loss_mask.sum())
     with torch.no_grad():

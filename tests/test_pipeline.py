@@ -14,8 +14,17 @@ TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="l
 
 
 def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
-    kwargs = dict(steps=20, episodes=4, eval_episodes=2, threads=1, processes=1, cache=tmp_path / "cache",
-                  progress=False, config=TINY, max_steps=30)
+    kwargs = dict(
+        steps=20,
+        episodes=4,
+        eval_episodes=2,
+        threads=1,
+        processes=1,
+        cache=tmp_path / "cache",
+        progress=False,
+        config=TINY,
+        max_steps=30,
+    )
     result = run_demo(tmp_path / "demo", **kwargs)
     printed = capsys.readouterr().out
     for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "with a prompt", "no prompt", "total"):
@@ -25,8 +34,9 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
     assert set(result["times"]) == {"collect_s", "train_s", "evaluate_s", "total_s"}
     assert set(result["scores"]) == {"with a prompt", "no prompt"} and result["heldout_loss"] > 0
     assert all(np.isfinite(row["score_mean"]) for row in result["scores"].values())
-    prompted, free = (json.loads((tmp_path / "demo" / name / "report.json").read_text())
-                      for name in ("eval", "eval-no-prompt"))
+    prompted, free = (
+        json.loads((tmp_path / "demo" / name / "report.json").read_text()) for name in ("eval", "eval-no-prompt")
+    )
     assert prompted["tasks"][0]["lengths"] == [30, 30] and prompted["memory"] == "window"
     assert prompted["tasks"][0]["prompt_steps"] == 2 and free["prompt_tokens"] == 0
     assert prompted["temperature"] == free["temperature"] == result["temperature"] == 0.0
@@ -49,10 +59,12 @@ def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
 
 def test_action_noise_is_seeded_clipped_and_recorded():
     clean = collect("halfcheetah", "expert", 2, seed=0, num_envs=2, progress=False, max_episode_steps=40)
-    noisy = collect("halfcheetah", "expert", 2, seed=0, num_envs=1, progress=False, max_episode_steps=40,
-                    action_noise=0.3)
-    again = collect("halfcheetah", "expert", 2, seed=0, num_envs=2, progress=False, max_episode_steps=40,
-                    action_noise=0.3)
+    noisy = collect(
+        "halfcheetah", "expert", 2, seed=0, num_envs=1, progress=False, max_episode_steps=40, action_noise=0.3
+    )
+    again = collect(
+        "halfcheetah", "expert", 2, seed=0, num_envs=2, progress=False, max_episode_steps=40, action_noise=0.3
+    )
     for a, b in zip(noisy.episodes, again.episodes):  # the same arrays whatever the number of envs
         assert np.array_equal(a.actions, b.actions) and np.array_equal(a.observations, b.observations)
     first_clean, first_noisy = clean.episodes[0], noisy.episodes[0]
@@ -62,15 +74,30 @@ def test_action_noise_is_seeded_clipped_and_recorded():
     assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3).name == "halfcheetah-expert-noise0.3-2ep-seed0.hdf5"
     assert dataset_path("halfcheetah", "expert", 2, 0, "c").name == "halfcheetah-expert-2ep-seed0.hdf5"
     # DART labels: the noisy torque is played, the expert's own is written down
-    intended = collect("halfcheetah", "expert", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40,
-                       action_noise=0.3, record="intended").episodes[0]
+    intended = collect(
+        "halfcheetah",
+        "expert",
+        1,
+        seed=0,
+        num_envs=1,
+        progress=False,
+        max_episode_steps=40,
+        action_noise=0.3,
+        record="intended",
+    ).episodes[0]
     assert np.array_equal(intended.observations, first_noisy.observations)  # the same noisy tube
     policy, _ = load_policy(policy_file("halfcheetah", "expert"))
-    expert = np.concatenate([policy.act(np.pad(obs[None], ((0, ACTOR_BATCH - 1), (0, 0))))[:1]
-                             for obs in intended.observations.astype(np.float32)])
+    expert = np.concatenate(
+        [
+            policy.act(np.pad(obs[None], ((0, ACTOR_BATCH - 1), (0, 0))))[:1]
+            for obs in intended.observations.astype(np.float32)
+        ]
+    )
     np.testing.assert_allclose(intended.actions, expert, atol=1e-6)
     assert not np.array_equal(intended.actions, first_noisy.actions)
-    assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3, "intended").name.endswith("noise0.3-intended-2ep-seed0.hdf5")
+    assert dataset_path("halfcheetah", "expert", 2, 0, "c", 0.3, "intended").name.endswith(
+        "noise0.3-intended-2ep-seed0.hdf5"
+    )
     with pytest.raises(ValueError, match="needs action_noise"):
         collect("halfcheetah", "expert", 1, progress=False, record="intended")
     with pytest.raises(ValueError, match="continuous-action tasks only"):

@@ -45,8 +45,11 @@ def test_chapter_pair_inputs_agree_and_every_code_cell_ran(source):
 
 def test_notebooks_are_clean():
     notebooks = [str(p.with_suffix(".ipynb")) for p in CHAPTER_SOURCES]
-    result = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count", "--verify",
-                             *notebooks], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--keep-output", "--keep-count", "--verify", *notebooks],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, f"run nbstripout --keep-output --keep-count on chapters/*.ipynb:\n{result.stdout}"
 
 
@@ -78,8 +81,9 @@ def test_installed_versions_equal_the_pins():
             continue
         if not requirement.specifier.contains(installed, prereleases=True):
             mismatched.append(f"{requirement.name}: installed {installed}, pinned {requirement.specifier}")
-    assert not mismatched, "installed versions differ from environment.yml (run make test in a fresh .venv):\n" + \
-        "\n".join(mismatched)
+    assert not mismatched, (
+        "installed versions differ from environment.yml (run make test in a fresh .venv):\n" + "\n".join(mismatched)
+    )
 
 
 def test_environment_yml_is_conda_clean():
@@ -108,8 +112,11 @@ def test_pins_script_reports_a_file_without_pip_section(tmp_path):
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in re.findall(r"^(make \w+)", readme, re.M)
-    ci_commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
-                   if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    ci_commands = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
+    ]
     assert ci_commands == ["make test"]
 
 

@@ -11,7 +11,7 @@ from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import ACTION, CONTINUOUS, IMAGE, PAD, SEPARATOR, TEXT, TokenizedEpisodes
+from gato_min.sequence import ACTION, IMAGE, PAD, SEPARATOR, TEXT, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 CONFIG = GatoConfig.from_preset("cpu-small")
@@ -31,8 +31,12 @@ def mujoco_episodes(lengths=(50, 30, 80, 12), obs_dim=5, action_dim=2):
 
 def atari_episodes(lengths=(20, 9)):
     rng = np.random.default_rng(0)
-    return [Episode(rng.integers(0, 256, (n, 80, 80, 3), dtype=np.uint8), rng.integers(0, 6, n),
-                    np.zeros(n, np.float32), True) for n in lengths]
+    return [
+        Episode(
+            rng.integers(0, 256, (n, 80, 80, 3), dtype=np.uint8), rng.integers(0, 6, n), np.zeros(n, np.float32), True
+        )
+        for n in lengths
+    ]
 
 
 # ---------------------------------------------------------------- embedding (App. C.2)
@@ -48,7 +52,14 @@ def test_patch_block_output_shape_and_parameter_count():
     norms = 2 * 2 * c
     proj = c * 4 * 4 * d + d
     assert sum(p.numel() for p in block.parameters()) == stem + convs + norms + proj
-    assert [type(m).__name__ for m in block.children()] == ["Conv2d", "GroupNorm", "Conv2d", "GroupNorm", "Conv2d", "Linear"]
+    assert [type(m).__name__ for m in block.children()] == [
+        "Conv2d",
+        "GroupNorm",
+        "Conv2d",
+        "GroupNorm",
+        "Conv2d",
+        "Linear",
+    ]
 
 
 def test_patch_block_is_pre_activation_with_identity_shortcut():
@@ -79,7 +90,13 @@ def test_one_shared_table_for_all_token_ids():
 def test_patch_intervals_tile_the_bins():
     rows, cols = patch_intervals(5, 5, 128)
     assert rows.shape == (25, 2)
-    assert rows[:5].tolist() == [[0, 25]] * 5 and cols[:5].tolist() == [[0, 25], [25, 51], [51, 76], [76, 102], [102, 128]]
+    assert rows[:5].tolist() == [[0, 25]] * 5 and cols[:5].tolist() == [
+        [0, 25],
+        [25, 51],
+        [51, 76],
+        [76, 102],
+        [102, 128],
+    ]
     assert rows[24].tolist() == [102, 128]
     with pytest.raises(ValueError, match="more rows or columns than position bins"):
         patch_intervals(200, 1, 128)
@@ -171,7 +188,7 @@ def test_prompts_come_from_another_episode_end_or_uniform():
         real = valid[row]
         prompt_episode, main_episode = episode_of[row, 0], episode_of[row, real][-1]
         assert prompt_episode != main_episode
-        prompt_t = t_of[row, :min(prompt_len, data.lengths[prompt_episode])]
+        prompt_t = t_of[row, : min(prompt_len, data.lengths[prompt_episode])]
         assert np.all(np.diff(prompt_t) == 1)
         if from_end[row]:
             assert prompt_t[-1] == data.lengths[prompt_episode] - 1

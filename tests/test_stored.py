@@ -51,10 +51,13 @@ def test_installed_copy_downloads_into_the_cache(tmp_path):
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "GATO_MIN_RESULTS"}
     env.update(PYTHONPATH=str(site), GATO_MIN_CACHE=str(cache), GATO_MIN_RESULTS_URL=RESULTS.as_uri())
-    script = ("import json, gato_min; from gato_min.stored import stored_run; "
-              f"print(json.dumps([gato_min.__file__, str(stored_run({RUN!r}, {SMALL!r}))]))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=120)
+    script = (
+        "import json, gato_min; from gato_min.stored import stored_run; "
+        f"print(json.dumps([gato_min.__file__, str(stored_run({RUN!r}, {SMALL!r}))]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     package_file, folder = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(package_file).resolve() == (site / "gato_min" / "__init__.py").resolve()

@@ -13,8 +13,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gato_min"
 FLOORS = [
     ["files", "settings", "plotting", "distributed", "stored"],
     ["envs"],
-    ["data.episodes", "data.formats", "data.policies", "data.atari_policies", "data.collect", "data.reference",
-     "data.training_set"],
+    [
+        "data.episodes",
+        "data.formats",
+        "data.policies",
+        "data.atari_policies",
+        "data.collect",
+        "data.reference",
+        "data.training_set",
+    ],
     ["tokenize"],
     ["config"],
     ["positions", "embed"],
@@ -23,7 +30,16 @@ FLOORS = [
     ["optim", "task_data", "runs"],
     ["train"],
     ["launch", "agent", "evaluate"],
-    ["tools.benchmarks", "tools.demo", "tools.experts", "tools.text_model", "tools.tokenize_demo", "tools.cli"],
+    [
+        "tools.benchmarks",
+        "tools.demo",
+        "tools.experts",
+        "tools.text_model",
+        "tools.tokenize_demo",
+        "tools.cli_assets",
+        "tools.cli_bench",
+        "tools.cli",
+    ],
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 EXEMPT = {"__init__", "__main__", "data.__init__", "tools.__init__"}

@@ -8,10 +8,21 @@ from hypothesis.extra.numpy import arrays
 
 from gato_min.config import GatoConfig
 from gato_min.data.episodes import flatten_nested
+from gato_min.tokenize import (
+    Tokenizer,
+    VocabLayout,
+    bin_centers,
+    detokenize_continuous,
+    discretize,
+    image_to_patches,
+    mu_law_decode,
+    mu_law_encode,
+    patch_grid,
+    patches_to_image,
+    tokenize_continuous,
+    tokenize_discrete,
+)
 from gato_min.tools.tokenize_demo import Timestep, timestep_tokens
-from gato_min.tokenize import (Tokenizer, VocabLayout, bin_centers, detokenize_continuous, discretize,
-                               image_to_patches, mu_law_decode, mu_law_encode, patch_grid, patches_to_image,
-                               tokenize_continuous, tokenize_discrete)
 
 PAPER = GatoConfig.from_preset("gato-1.18b")
 SMALL = GatoConfig.from_preset("cpu-small")
@@ -85,7 +96,7 @@ def test_sec_2_1_image_patches_raster_order_and_scaling():
     assert patches.shape == (3 * 4, 3, 16, 16)
     for k in range(12):
         r, c = divmod(k, 4)  # raster order: row by row, left to right
-        block = image[16 * r:16 * (r + 1), 16 * c:16 * (c + 1)].astype(np.float64)
+        block = image[16 * r : 16 * (r + 1), 16 * c : 16 * (c + 1)].astype(np.float64)
         np.testing.assert_allclose(patches[k], ((block / 255 * 2 - 1) / 4).transpose(2, 0, 1), atol=1e-6)
     assert image_to_patches(np.full((16, 16, 3), 255, np.uint8)).max() == pytest.approx(0.25)
     assert image_to_patches(np.zeros((16, 16, 3), np.uint8)).min() == pytest.approx(-0.25)
@@ -112,15 +123,22 @@ def test_sec_2_1_timestep_is_observation_separator_action():
     tokenizer = Tokenizer(SMALL)
     step = Timestep("halfcheetah", np.array([0.1, -2.0, 30.0]), np.array([0.5, -0.5]))
     ids, kinds = timestep_tokens(step, tokenizer)
-    assert ids.tolist() == [*tokenizer.encode_continuous(step.observation), SMALL.vocab.separator_id,
-                            *tokenizer.encode_actions(step.action)]
+    assert ids.tolist() == [
+        *tokenizer.encode_continuous(step.observation),
+        SMALL.vocab.separator_id,
+        *tokenizer.encode_actions(step.action),
+    ]
     assert kinds == ["continuous"] * 3 + ["separator"] + ["continuous action"] * 2
 
 
 def test_sec_2_1_nested_structures_in_lexicographic_key_order():
     obs = {"velocity": np.ones(2), "camera": {"right": 1, "left": 2}, "angle": np.zeros(3)}
     assert [key for key, _ in flatten_nested(obs)] == [
-        "observation/angle", "observation/camera/left", "observation/camera/right", "observation/velocity"]
+        "observation/angle",
+        "observation/camera/left",
+        "observation/camera/right",
+        "observation/velocity",
+    ]
     with pytest.raises(TypeError, match="keys must be strings"):
         flatten_nested({1: np.zeros(1)})
 
@@ -153,8 +171,17 @@ def test_actions_round_trip_within_half_a_bin(actions):
     assert np.abs(decoded - actions.astype(np.float64)).max() <= 1 / 1024 + 1e-7
 
 
-@pytest.mark.parametrize("value, expected_bin", [(1.0, 1023), (-1.0, 0), (1e300, 1023), (-1e300, 0),
-                                                 (np.finfo(np.float64).max, 1023), (-np.finfo(np.float64).max, 0)])
+@pytest.mark.parametrize(
+    "value, expected_bin",
+    [
+        (1.0, 1023),
+        (-1.0, 0),
+        (1e300, 1023),
+        (-1e300, 0),
+        (np.finfo(np.float64).max, 1023),
+        (-np.finfo(np.float64).max, 0),
+    ],
+)
 def test_ends_and_huge_values_land_in_end_bins_never_on_the_separator(value, expected_bin):
     tokenizer = Tokenizer(PAPER)
     action_id = tokenizer.encode_actions([value])[0]
@@ -166,32 +193,40 @@ def test_ends_and_huge_values_land_in_end_bins_never_on_the_separator(value, exp
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("values, error, match", [
-    ([0.0, np.nan], ValueError, "finite"),
-    ([np.inf], ValueError, "finite"),
-    (np.array(["1.0"]), TypeError, "real numbers"),
-    (np.array([1 + 2j]), TypeError, "real numbers"),
-    (np.array([object()]), TypeError, "real numbers"),
-])
+@pytest.mark.parametrize(
+    "values, error, match",
+    [
+        ([0.0, np.nan], ValueError, "finite"),
+        ([np.inf], ValueError, "finite"),
+        (np.array(["1.0"]), TypeError, "real numbers"),
+        (np.array([1 + 2j]), TypeError, "real numbers"),
+        (np.array([object()]), TypeError, "real numbers"),
+    ],
+)
 def test_bad_continuous_values_name_the_argument(values, error, match):
     with pytest.raises(error, match=f"values must.*{match}|values must hold {match}"):
         tokenize_continuous(values, PAPER.vocab)
 
 
-@pytest.mark.parametrize("values, error", [([0, 1024], ValueError), ([-1], ValueError),
-                                           (np.array([0.5]), TypeError), (np.array([1.0]), TypeError)])
+@pytest.mark.parametrize(
+    "values, error",
+    [([0, 1024], ValueError), ([-1], ValueError), (np.array([0.5]), TypeError), (np.array([1.0]), TypeError)],
+)
 def test_bad_discrete_values(values, error):
     with pytest.raises(error, match="values must"):
         tokenize_discrete(values, PAPER.vocab)
 
 
-@pytest.mark.parametrize("image, error, match", [
-    (np.zeros((16, 16, 3), np.float32), TypeError, "uint8"),
-    (np.zeros((16, 16, 4), np.uint8), ValueError, "1 or 3 channels"),
-    (np.zeros((16, 16, 2), np.uint8), ValueError, "1 or 3 channels"),
-    (np.zeros((16,), np.uint8), ValueError, "shape"),
-    (np.zeros((0, 16, 3), np.uint8), ValueError, "non-empty"),
-])
+@pytest.mark.parametrize(
+    "image, error, match",
+    [
+        (np.zeros((16, 16, 3), np.float32), TypeError, "uint8"),
+        (np.zeros((16, 16, 4), np.uint8), ValueError, "1 or 3 channels"),
+        (np.zeros((16, 16, 2), np.uint8), ValueError, "1 or 3 channels"),
+        (np.zeros((16,), np.uint8), ValueError, "shape"),
+        (np.zeros((0, 16, 3), np.uint8), ValueError, "non-empty"),
+    ],
+)
 def test_bad_images(image, error, match):
     with pytest.raises(error, match=match):
         image_to_patches(image)

@@ -1,4 +1,5 @@
-"""Training (gato_min.train, .launch, .optim, .runs, .task_data): schedule, run folders, exact resume after SIGKILL, torchrun and spawned workers."""
+"""Training (gato_min.train, .launch, .optim, .runs, .task_data): schedule, run folders, exact
+resume after SIGKILL, torchrun and spawned workers."""
 
 import dataclasses
 import json
@@ -20,11 +21,11 @@ from gato_min.launch import train_processes
 from gato_min.model import GatoModel
 from gato_min.optim import TrainSettings, learning_rate, parameter_groups
 from gato_min.runs import RunFolder, load_model
-from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
-from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TokenizedEpisodes
+from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
 from gato_min.tokenize import Tokenizer
+from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
 from gato_min.train import train
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
@@ -45,16 +46,53 @@ def _data(**changes):
 
 
 def _settings(**changes):
-    return TrainSettings(**(dict(steps=12, batch_size=4, warmup_steps=3, log_every=2, eval_every=6,
-                                 checkpoint_every=6, eval_batches=1) | changes))
+    return TrainSettings(
+        **(
+            dict(steps=12, batch_size=4, warmup_steps=3, log_every=2, eval_every=6, checkpoint_every=6, eval_batches=1)
+            | changes
+        )
+    )
 
 
 def _cli(out, cache, steps, extra=()):
-    return [sys.executable, "-m", "gato_min", "train", "--out", str(out), "--preset", "cpu-tiny",
-            "--context-length", "96", "--tasks", "halfcheetah", "--tier", "random", "--episodes", "4",
-            "--min-return-fraction", "0", "--steps", str(steps), "--batch-size", "4", "--warmup-steps", "5",
-            "--log-every", "1", "--eval-every", "10", "--checkpoint-every", "10", "--threads", "1",
-            "--cache", str(cache), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "gato_min",
+        "train",
+        "--out",
+        str(out),
+        "--preset",
+        "cpu-tiny",
+        "--context-length",
+        "96",
+        "--tasks",
+        "halfcheetah",
+        "--tier",
+        "random",
+        "--episodes",
+        "4",
+        "--min-return-fraction",
+        "0",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--warmup-steps",
+        "5",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--threads",
+        "1",
+        "--cache",
+        str(cache),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_a_tenth():
@@ -122,8 +160,15 @@ def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
     # random actions are near-uniform over 1024 bins: from ln(vocab) = 7.63 towards ln(1024) = 6.93
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.25
     assert set(rows[-1]["heldout"]) == {"halfcheetah"} and "baseline" in rows[-1]
-    for name in ("config.json", "data.json", "settings.json", "checkpoint.pt", "model.safetensors", "learning_curve.png",
-                 "summary.json"):
+    for name in (
+        "config.json",
+        "data.json",
+        "settings.json",
+        "checkpoint.pt",
+        "model.safetensors",
+        "learning_curve.png",
+        "summary.json",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 30
@@ -133,8 +178,14 @@ def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
 
 
 def test_loading_a_run_checks_config_and_task(tmp_path, cache):
-    train(CONFIG, _data(), _settings(steps=2, log_every=1, eval_every=2, checkpoint_every=2), tmp_path / "run",
-          cache=cache, progress=False)
+    train(
+        CONFIG,
+        _data(),
+        _settings(steps=2, log_every=1, eval_every=2, checkpoint_every=2),
+        tmp_path / "run",
+        cache=cache,
+        progress=False,
+    )
     with pytest.raises(ValueError, match="config.d_model: stored 64, given 128"):
         load_model(tmp_path / "run", config=CONFIG.replace(d_model=128))
     with pytest.raises(ValueError, match="trained on halfcheetah, not on 'hopper'"):
@@ -151,8 +202,9 @@ def test_run_killed_with_sigkill_resumes_with_the_same_losses(tmp_path, cache):
     straight = RunFolder(tmp_path / "straight").rows()
 
     killed = RunFolder(tmp_path / "killed")
-    process = subprocess.Popen(_cli(killed.path, cache, steps), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _cli(killed.path, cache, steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until a checkpoint exists and more steps were logged after it
         rows = killed.rows() if killed.metrics.exists() else []
@@ -193,9 +245,23 @@ def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, 
     script = tmp_path / "run_ddp.py"
     script.write_text(SCRIPT)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script), str(tmp_path / "run"), str(cache), str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path / "run"),
+            str(cache),
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -211,21 +277,21 @@ def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, 
 
     # train_processes spawns the same two workers itself: the same run, step for step, and it resumes
     data = _data(heldout_fraction=0.25)
-    settings = TrainSettings(steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6,
-                             eval_batches=1)
+    settings = TrainSettings(
+        steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6, eval_batches=1
+    )
     spawned = tmp_path / "spawned"
-    first = train_processes(CONFIG, data, settings, spawned, processes=2,
-                            cache=cache, progress=False, stop_after=4)
+    first = train_processes(CONFIG, data, settings, spawned, processes=2, cache=cache, progress=False, stop_after=4)
     assert first["step"] == 4
-    summary = train_processes(CONFIG, data, settings, spawned, processes=2,
-                              cache=cache, progress=False)
+    summary = train_processes(CONFIG, data, settings, spawned, processes=2, cache=cache, progress=False)
     assert summary["step"] == 6
     assert torch.load(spawned / "checkpoint.pt", weights_only=True)["world_size"] == 2
     assert [(r["step"], r["loss"]) for r in RunFolder(spawned).rows()] == [(r["step"], r["loss"]) for r in rows]
     # a worker's error reaches the caller as itself, not as a dump of the worker's traceback
     with pytest.raises(ValueError, match="holds a run with other settings"):
-        train_processes(CONFIG, data, dataclasses.replace(settings, lr=0.5),
-                        spawned, processes=2, cache=cache, progress=False)
+        train_processes(
+            CONFIG, data, dataclasses.replace(settings, lr=0.5), spawned, processes=2, cache=cache, progress=False
+        )
 
 
 def test_train_processes_refuses_bad_arguments(tmp_path, cache):

@@ -23,8 +23,9 @@ from gato_min.runs import RunFolder
 from gato_min.tools.cli import main
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
-SETTINGS = TrainSettings(steps=4, batch_size=4, warmup_steps=1, log_every=2, eval_every=4, checkpoint_every=4,
-                         eval_batches=1)
+SETTINGS = TrainSettings(
+    steps=4, batch_size=4, warmup_steps=1, log_every=2, eval_every=4, checkpoint_every=4, eval_batches=1
+)
 GAINS = np.array([1.0, 10.0, 1.0, 1.0])  # a linear controller that balances InvertedPendulum-v5
 
 
@@ -72,8 +73,17 @@ def test_a_users_env_is_registered_scaled_collected_trained_and_evaluated(pendul
     assert summary["step"] == 4 and summary["data"]["pendulum"]["episodes_kept"] == 6
     stored = json.loads(RunFolder(run).tasks.read_text())
     assert stored[0]["env_id"] == "InvertedPendulum-v5" and stored[0]["action_low"] == [-3.0]
-    report = evaluate_run(run, episodes=2, num_envs=2, seed=0, temperature=0.0, out=tmp_path / "eval",
-                          gif_steps=0, max_steps=20, progress=False)
+    report = evaluate_run(
+        run,
+        episodes=2,
+        num_envs=2,
+        seed=0,
+        temperature=0.0,
+        out=tmp_path / "eval",
+        gif_steps=0,
+        max_steps=20,
+        progress=False,
+    )
     row = report["tasks"][0]
     assert row["task"] == "pendulum" and row["prompts"] == 2 and len(row["returns"]) == 2
     assert row["score_mean"] == pytest.approx(np.mean(normalized_score("pendulum", row["returns"])))
@@ -83,52 +93,117 @@ def test_a_run_folder_brings_its_user_tasks_along(pendulum, tmp_path):
     """Another process (here: after unregistering) evaluates the run from its tasks.json alone."""
     run = tmp_path / "run"
     data_settings = DataSettings(tasks=("pendulum",), episodes=4, heldout_fraction=0.25, min_return_fraction=0.0)
-    main(["train", "--out", str(run), "--preset", "cpu-tiny", "--context-length", "96", "--tasks", "pendulum",
-          "--episodes", "4", "--heldout-fraction", "0.25", "--min-return-fraction", "0", "--steps", "2",
-          "--batch-size", "2", "--warmup-steps", "1", "--log-every", "1", "--eval-every", "2",
-          "--checkpoint-every", "2", "--eval-batches", "1", "--no-progress"])
+    main(
+        [
+            "train",
+            "--out",
+            str(run),
+            "--preset",
+            "cpu-tiny",
+            "--context-length",
+            "96",
+            "--tasks",
+            "pendulum",
+            "--episodes",
+            "4",
+            "--heldout-fraction",
+            "0.25",
+            "--min-return-fraction",
+            "0",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--log-every",
+            "1",
+            "--eval-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--eval-batches",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert json.loads(RunFolder(run).data.read_text())["tasks"] == list(data_settings.tasks)
     update_reference_file(measure(["pendulum"], episodes=2, num_envs=2, progress=False))
     unregister_task("pendulum")
     with pytest.raises(KeyError, match="unknown task 'pendulum'"):
         get_task("pendulum")
-    report = evaluate_run(run, episodes=2, num_envs=1, prompt_tokens=0, out=tmp_path / "eval", gif_steps=0,
-                          max_steps=5, progress=False)
+    report = evaluate_run(
+        run, episodes=2, num_envs=1, prompt_tokens=0, out=tmp_path / "eval", gif_steps=0, max_steps=5, progress=False
+    )
     assert report["tasks"][0]["task"] == "pendulum" and get_task("pendulum").action_low == (-3.0,)
 
 
 def test_a_task_file_and_a_policy_module_on_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GATO_MIN_CACHE", str(tmp_path / "cache"))
     (tmp_path / "my_policies.py").write_text(
-        "import numpy as np\n\ndef balance(obs):\n    return np.clip(np.array([1.0, 10.0, 1.0, 1.0]) @ obs, -3, 3)[None]\n")
+        "import numpy as np\n\n\ndef balance(obs):\n"
+        "    return np.clip(np.array([1.0, 10.0, 1.0, 1.0]) @ obs, -3, 3)[None]\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     task_file = tmp_path / "tasks.json"
-    task_file.write_text(json.dumps([{"name": "pole", "env_id": "InvertedPendulum-v5",
-                                      "policies": {"expert": "my_policies:balance"}}]))
+    task_file.write_text(
+        json.dumps([{"name": "pole", "env_id": "InvertedPendulum-v5", "policies": {"expert": "my_policies:balance"}}])
+    )
     try:
         out = tmp_path / "pole.hdf5"
-        assert main(["collect", "--task-file", str(task_file), "--task", "pole", "--tier", "expert", "--episodes", "2",
-                     "--out", str(out), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "collect",
+                    "--task-file",
+                    str(task_file),
+                    "--task",
+                    "pole",
+                    "--tier",
+                    "expert",
+                    "--episodes",
+                    "2",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert "2 episodes, 2000 steps, return 1000.0" in capsys.readouterr().out
-        assert main(["reference-returns", "--task-file", str(task_file), "--tasks", "pole", "--episodes", "2",
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "reference-returns",
+                    "--task-file",
+                    str(task_file),
+                    "--tasks",
+                    "pole",
+                    "--episodes",
+                    "2",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert "pole" in json.loads((tmp_path / "cache" / "reference_returns.json").read_text())
     finally:
         unregister_task("pole")
     bad = tmp_path / "bad.json"
-    bad.write_text("[{\"env_id\": \"InvertedPendulum-v5\"}]")
+    bad.write_text('[{"env_id": "InvertedPendulum-v5"}]')
     with pytest.raises(ValueError, match="entry 0: expected an object with 'name' and 'env_id'"):
         load_task_file(bad)
-    assert main(["collect", "--task-file", str(tmp_path / "none.json"), "--task", "x", "--tier", "y",
-                 "--episodes", "1"]) == 2
+    assert (
+        main(["collect", "--task-file", str(tmp_path / "none.json"), "--task", "x", "--tier", "y", "--episodes", "1"])
+        == 2
+    )
     assert "task file" in capsys.readouterr().err
 
 
 def _write_minari(folder, episodes):
     data = folder / "data"
     data.mkdir(parents=True)
-    (data / "metadata.json").write_text(json.dumps({"dataset_id": "pendulum/mine-v0",
-                                                    "total_episodes": len(episodes)}))
+    (data / "metadata.json").write_text(json.dumps({"dataset_id": "pendulum/mine-v0", "total_episodes": len(episodes)}))
     with h5py.File(data / "main_data.hdf5", "w") as f:
         for index, episode in enumerate(episodes):
             g = f.create_group(f"episode_{index}")
@@ -147,11 +222,43 @@ def test_training_on_your_own_d4rl_or_minari_file_by_env_id(pendulum, tmp_path):
     unregister_task("pendulum")  # the env id alone names the task: registered under it on first use
     for name, dataset in (("d4rl", d4rl), ("minari", minari)):
         run = tmp_path / "runs" / name
-        assert main(["train", "--out", str(run), "--preset", "cpu-tiny", "--context-length", "96",
-                     "--tasks", "InvertedPendulum-v5", "--datasets", str(dataset), "--min-return-fraction", "0",
-                     "--heldout-fraction", "0.25", "--steps", "2", "--batch-size", "2", "--warmup-steps", "1",
-                     "--log-every", "1", "--eval-every", "2", "--checkpoint-every", "2", "--eval-batches", "1",
-                     "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--out",
+                    str(run),
+                    "--preset",
+                    "cpu-tiny",
+                    "--context-length",
+                    "96",
+                    "--tasks",
+                    "InvertedPendulum-v5",
+                    "--datasets",
+                    str(dataset),
+                    "--min-return-fraction",
+                    "0",
+                    "--heldout-fraction",
+                    "0.25",
+                    "--steps",
+                    "2",
+                    "--batch-size",
+                    "2",
+                    "--warmup-steps",
+                    "1",
+                    "--log-every",
+                    "1",
+                    "--eval-every",
+                    "2",
+                    "--checkpoint-every",
+                    "2",
+                    "--eval-batches",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         summary = json.loads(RunFolder(run).summary.read_text())
         assert summary["data"]["InvertedPendulum-v5"]["train_timesteps"] == 90  # 3 of 4 episodes of 30 steps
         stored = json.loads(RunFolder(run).data.read_text())

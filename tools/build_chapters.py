@@ -27,7 +27,9 @@ def build(source: Path, timeout: int = 900) -> float:
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     start = time.perf_counter()
-    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(notebook, {"metadata": {"path": str(CHAPTERS)}})
+    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(
+        notebook, {"metadata": {"path": str(CHAPTERS)}}
+    )
     seconds = time.perf_counter() - start
     target = source.with_suffix(".ipynb")
     tmp = target.with_name(target.name + ".tmp")

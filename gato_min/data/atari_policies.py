@@ -66,7 +66,7 @@ def _check_epsilon(epsilon: float) -> float:
 
 def _check_ram(ram: np.ndarray) -> np.ndarray:
     if not isinstance(ram, np.ndarray) or ram.dtype != np.uint8 or ram.shape != (RAM_SIZE,):
-        got = (f"{type(ram).__name__} {getattr(ram, 'dtype', '')} {getattr(ram, 'shape', '')}")
+        got = f"{type(ram).__name__} {getattr(ram, 'dtype', '')} {getattr(ram, 'shape', '')}"
         raise ValueError(f"ram must be a uint8 numpy array of length {RAM_SIZE}, got {got}")
     return ram
 
@@ -102,7 +102,7 @@ class _PaddlePlanner:
         u = np.zeros((len(self.plans), length + 3))  # column 3 + s holds the push of step s
         u[:, 0], u[:, 1], u[:, 2] = past[2], past[1], past[0]
         h = min(self.plans.shape[1], length)
-        u[:, 3:3 + h] = self.plans[:, :h]
+        u[:, 3 : 3 + h] = self.plans[:, :h]
         x = np.full(len(self.plans), float(pos))
         for s in range(steps):
             x += sum(self.coef[4][j] * u[:, 3 + s - j] for j in range(4))
@@ -124,8 +124,7 @@ class PongPolicy:
 
     # Paddle model (y pixels) after 1..4 frames of a step; see _PaddlePlanner. The paddle is
     # redrawn every other frame, hence frames 1 and 3 repeat 0 and 2.
-    COEF = ((0.0, 0.0, 0.0, 0.0), (2.97, 6.51, 1.59, 0.38),
-            (2.97, 6.51, 1.59, 0.38), (10.07, 9.73, 2.4, 0.61))
+    COEF = ((0.0, 0.0, 0.0, 0.0), (2.97, 6.51, 1.59, 0.38), (2.97, 6.51, 1.59, 0.38), (10.07, 9.73, 2.4, 0.61))
     PADDLE_Y = (38, 203)  # paddle y range
     WALLS = (44, 206)  # ball y where it bounces off the top and bottom walls
     HIT_X = 188  # ball x on the last frame before it bounces off our paddle (1 pixel per frame)
@@ -136,8 +135,12 @@ class PongPolicy:
     # -2..0 leaves steeply upwards, 13..15 steeply downwards; the opponent missed every steep
     # upward shot we measured and some downward ones, and none of the flatter ones (1..12).
     # Outside -2..15 the ball is missed (16 only sometimes). Missing costs more the farther off.
-    SHOT_VALUE = {**{o: 1.5 for o in (-2, -1, 0)}, **{o: 0.0 for o in range(1, 13)},
-                  **{o: 1.0 for o in (13, 14, 15)}, 16: -3.0}
+    SHOT_VALUE = {
+        **{o: 1.5 for o in (-2, -1, 0)},
+        **{o: 0.0 for o in range(1, 13)},
+        **{o: 1.0 for o in (13, 14, 15)},
+        16: -3.0,
+    }
     ERROR_WEIGHTS = (1, 2, 3, 2, 1)  # paddle model error of -2..+2 pixels, used to smooth values
 
     def __init__(self, epsilon: float = 0.0, seed: int = 0) -> None:
@@ -180,8 +183,7 @@ class PongPolicy:
                     steps = (self.HIT_X - ball_x) / vx
                     hit_y = _fold(ball_y + vy * steps, *self.WALLS)
                     paddle = self.planner.positions(paddle_y, self.past, round(steps * 4))
-                    idx = np.clip(np.round(hit_y - paddle).astype(int) - self.offsets[0],
-                                  0, len(self.offsets) - 1)
+                    idx = np.clip(np.round(hit_y - paddle).astype(int) - self.offsets[0], 0, len(self.offsets) - 1)
                     cost = -self.values[idx]
             self.prev_ball = (ball_x, ball_y)
         if cost is None:  # ball moving away or not in play: drift to the middle
@@ -203,8 +205,7 @@ class BreakoutPolicy:
     BUTTON = {0: 0, 1: 2, -1: 3}
 
     # Paddle model (x pixels) after 1..4 frames of a step; see _PaddlePlanner.
-    COEF = ((0.0, 5.33, 0.28, 0.01), (2.9, 8.18, 0.34, 0.0),
-            (7.14, 9.51, 0.42, 0.04), (12.13, 10.16, 0.44, 0.04))
+    COEF = ((0.0, 5.33, 0.28, 0.01), (2.9, 8.18, 0.34, 0.0), (7.14, 9.51, 0.42, 0.04), (12.13, 10.16, 0.44, 0.04))
     PADDLE_X = (55, 191)
     WALLS = (55, 199)  # ball x where it bounces off the side walls
     HIT_Y = 177  # ball y on the last frame before it bounces off the paddle

@@ -11,19 +11,21 @@ with the batch shape, and one flipped bit in an action changes the rest of an ep
 
 Tiers: MuJoCo `medium` and `expert` are TD3 actors shipped in `assets/policies/` (see
 `gato_min.data.policies`); a task registered by a user names its own (`policies` of
-`gato_min.envs.register_task`: an SB3 model file, a "module:function" or a callable); Atari tiers are the RAM-reading scripted policies of
-`gato_min.data.atari_policies` with epsilon-random buttons (expert 0, medium 0.1, noisy 0.3),
-and every Atari episode starts with 0-30 unrecorded no-ops, the usual protocol, because with
-sticky actions off a deterministic player would otherwise play the same Pong game every time. The pseudo-tier `random` (uniform
+`gato_min.envs.register_task`: an SB3 model file, a "module:function" or a callable); Atari
+tiers are the RAM-reading scripted policies of `gato_min.data.atari_policies` with
+epsilon-random buttons (expert 0, medium 0.1, noisy 0.3), and every Atari episode starts with
+0-30 unrecorded no-ops, the usual protocol, because with sticky actions off a deterministic
+player would otherwise play the same Pong game every time. The pseudo-tier `random` (uniform
 random actions) gives the reference return of a random policy.
 
 `action_noise` > 0 adds Gaussian noise of that scale to a continuous policy's actions (in the
-[-1, 1] units the model sees, clipped there, seeded per episode); the noisy torque is played and, by default, recorded. TD3 explored with
-0.1 while it learned; D4RL's datasets likewise come from stochastic policies. A deterministic
-expert only ever shows one narrow tube of states, and a cloned policy that leaves it has never
-seen what to do; noise widens the tube (chapter 07 measures the difference). With
-`record="intended"` the file keeps the expert's own torque instead of the noisy one it played
-(DART, Laskey et al., 2017): the states come from the noisy tube, the labels stay clean.
+[-1, 1] units the model sees, clipped there, seeded per episode); the noisy action is played
+and, by default, recorded. TD3 explored with 0.1 while it learned; D4RL's datasets likewise
+come from stochastic policies. A deterministic expert only ever shows one narrow tube of
+states, and a cloned policy that leaves it has never seen what to do; noise widens the tube
+(chapter 08 measures the difference). With `record="intended"` the file keeps the expert's
+own action instead of the noisy one it played (DART, Laskey et al., 2017): the states come
+from the noisy tube, the labels stay clean.
 
 Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
 repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
@@ -61,8 +63,15 @@ def cache_dir(cache: str | Path | None = None) -> Path:
 RECORD = ("played", "intended")  # which torque a noisy collection writes down
 
 
-def dataset_path(task: str, tier: str, episodes: int, seed: int, cache: str | Path | None = None,
-                 action_noise: float = 0.0, record: str = "played") -> Path:
+def dataset_path(
+    task: str,
+    tier: str,
+    episodes: int,
+    seed: int,
+    cache: str | Path | None = None,
+    action_noise: float = 0.0,
+    record: str = "played",
+) -> Path:
     noise = (f"-noise{action_noise:g}" + ("-intended" if record == "intended" else "")) if action_noise else ""
     return cache_dir(cache) / "datasets" / f"{task}-{tier}{noise}-{episodes}ep-seed{seed}.hdf5"
 
@@ -86,8 +95,10 @@ class _RandomBehaviour:
     def act(self, observations, envs, active) -> list:
         if self.spec.discrete_actions:
             return [int(self.rngs[i].integers(self.spec.action_dim)) if active[i] else None for i in range(len(envs))]
-        return [self.rngs[i].uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32) if active[i] else None
-                for i in range(len(envs))]
+        return [
+            self.rngs[i].uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32) if active[i] else None
+            for i in range(len(envs))
+        ]
 
 
 class _ActorBehaviour:
@@ -96,8 +107,10 @@ class _ActorBehaviour:
     def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
         path = policy_file(task, tier)
         if not path.is_file():
-            raise FileNotFoundError(f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
-                                    "(train it with python -m gato_min train-expert)")
+            raise FileNotFoundError(
+                f"no shipped policy for task {task!r} tier {tier!r}: {path} does not exist "
+                "(train it with python -m gato_min train-expert)"
+            )
         self.policy, _ = load_policy(path)
         self.noise, self.rngs = action_noise, [None] * num_envs
         self.intended = None  # (rows, action_dim): the expert's own torques of the last call, before the noise
@@ -112,7 +125,7 @@ class _ActorBehaviour:
         for i, (obs, a) in enumerate(zip(observations, active)):
             if a:
                 batch[i] = obs
-        actions = np.concatenate([self.policy.act(batch[i:i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
+        actions = np.concatenate([self.policy.act(batch[i : i + ACTOR_BATCH]) for i in range(0, rows, ACTOR_BATCH)])
         self.intended = actions.copy()
         if self.noise:
             for i, a in enumerate(active):
@@ -149,7 +162,9 @@ def load_user_policy(source):
             raise FileNotFoundError(f"policy file {path} does not exist")
         import stable_baselines3
 
-        with zipfile.ZipFile(path) as archive:  # the policy's module names its algorithm: stable_baselines3.<algo>.policies
+        with zipfile.ZipFile(
+            path
+        ) as archive:  # the policy's module names its algorithm: stable_baselines3.<algo>.policies
             module = json.loads(archive.read("data"))["policy_class"]["__module__"].split(".")[1]
         names = {"common": ["PPO", "A2C"]}.get(module, [module.upper()])
         for name in names:
@@ -201,13 +216,16 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
     if record not in RECORD:
         raise ValueError(f"record must be one of {RECORD}, got {record!r}")
     if record == "intended" and not action_noise:
-        raise ValueError("record='intended' keeps the expert's torque apart from the noise it played; "
-                         "it needs action_noise > 0")
+        raise ValueError(
+            "record='intended' keeps the expert's torque apart from the noise it played; it needs action_noise > 0"
+        )
     if not (isinstance(action_noise, (int, float)) and action_noise >= 0):
         raise ValueError(f"action_noise must be a number >= 0, got {action_noise!r}")
     if action_noise and (tier == "random" or spec.discrete_actions):
-        raise ValueError(f"action_noise applies to the policies of continuous-action tasks only, not to {task}/{tier}"
-                         + (" (Atari tiers set their own epsilon)" if spec.family == "atari" else ""))
+        raise ValueError(
+            f"action_noise applies to the policies of continuous-action tasks only, not to {task}/{tier}"
+            + (" (Atari tiers set their own epsilon)" if spec.family == "atari" else "")
+        )
     if tier == "random":
         return _RandomBehaviour(spec, num_envs)
     check_tier(task, tier)
@@ -221,8 +239,17 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
 # --------------------------------------------------------------------------- collection
 
 
-def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4, progress: bool = True,
-            max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> EpisodeSet:
+def collect(
+    task: str,
+    tier: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    progress: bool = True,
+    max_episode_steps: int | None = None,
+    action_noise: float = 0.0,
+    record: str = "played",
+) -> EpisodeSet:
     """Play `episodes` episodes of `task` with the `tier` policy (plus `action_noise`, see the
     module docstring); return them in episode order."""
     if not isinstance(episodes, int) or episodes < 1:
@@ -270,7 +297,11 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
                 results[index] = Episode(
                     np.stack(obs_list),
                     np.asarray(action_list, dtype=np.int64 if spec.discrete_actions else np.float32),
-                    np.asarray(reward_list, dtype=np.float32), bool(terminated), task, tier)
+                    np.asarray(reward_list, dtype=np.float32),
+                    bool(terminated),
+                    task,
+                    tier,
+                )
                 bar.update(1)
                 bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start_time):.0f}")
                 begin(i)
@@ -280,14 +311,35 @@ def collect(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 
     for env in envs:
         env.close()
     elapsed = time.perf_counter() - start_time
-    return EpisodeSet(results, {"task": task, "env_id": spec.env_id, "tier": tier, "seed": seed, "action_noise": action_noise,
-                                "record": record,
-                                "num_envs": num_envs, "steps": steps, "seconds": round(elapsed, 3)})
+    return EpisodeSet(
+        results,
+        {
+            "task": task,
+            "env_id": spec.env_id,
+            "tier": tier,
+            "seed": seed,
+            "action_noise": action_noise,
+            "record": record,
+            "num_envs": num_envs,
+            "steps": steps,
+            "seconds": round(elapsed, 3),
+        },
+    )
 
 
-def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs: int = 4,
-                    out: str | Path | None = None, cache: str | Path | None = None, progress: bool = True,
-                    max_episode_steps: int | None = None, action_noise: float = 0.0, record: str = "played") -> Path:
+def collect_to_file(
+    task: str,
+    tier: str,
+    episodes: int,
+    seed: int = 0,
+    num_envs: int = 4,
+    out: str | Path | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+    max_episode_steps: int | None = None,
+    action_noise: float = 0.0,
+    record: str = "played",
+) -> Path:
     """Collect and write a D4RL-format file (default: the cache's `datasets/` folder)."""
     data = collect(task, tier, episodes, seed, num_envs, progress, max_episode_steps, action_noise, record)
     path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise, record)
@@ -296,12 +348,29 @@ def collect_to_file(task: str, tier: str, episodes: int, seed: int = 0, num_envs
     return write_d4rl(path, data.episodes, attrs)
 
 
-def load_or_collect(task: str, tier: str, episodes: int, seed: int = 0, cache: str | Path | None = None,
-                    num_envs: int = 4, progress: bool = True, action_noise: float = 0.0,
-                    record: str = "played") -> EpisodeSet:
+def load_or_collect(
+    task: str,
+    tier: str,
+    episodes: int,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    num_envs: int = 4,
+    progress: bool = True,
+    action_noise: float = 0.0,
+    record: str = "played",
+) -> EpisodeSet:
     """The cached dataset for these arguments, collected first if it is not there yet."""
     path = dataset_path(task, tier, episodes, seed, cache, action_noise, record)
     if not path.exists():
-        collect_to_file(task, tier, episodes, seed, num_envs, cache=cache, progress=progress, action_noise=action_noise,
-                        record=record)
+        collect_to_file(
+            task,
+            tier,
+            episodes,
+            seed,
+            num_envs,
+            cache=cache,
+            progress=progress,
+            action_noise=action_noise,
+            record=record,
+        )
     return read_d4rl(path)

@@ -59,8 +59,9 @@ def episode_returns(episodes: list[Episode]) -> np.ndarray:
     return np.array([e.episode_return for e in episodes], dtype=np.float64)
 
 
-def filter_by_return(episodes: list[Episode], expert_return: float, fraction: float = 0.8,
-                     random_return: float | None = None) -> list[Episode]:
+def filter_by_return(
+    episodes: list[Episode], expert_return: float, fraction: float = 0.8, random_return: float | None = None
+) -> list[Episode]:
     """Keep episodes whose return is at least `fraction` of the expert return (Sec. 3.1).
 
     With `random_return` given the threshold is measured from it, random + fraction * (expert -

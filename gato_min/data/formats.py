@@ -50,7 +50,9 @@ def _read_dataset(handle, key: str, path: Path, where: str = "") -> np.ndarray:
     import h5py
 
     if key not in handle:
-        raise KeyError(f"{path}: missing {where}{key!r}; expected keys {', '.join(D4RL_KEYS if not where else MINARI_KEYS)}")
+        raise KeyError(
+            f"{path}: missing {where}{key!r}; expected keys {', '.join(D4RL_KEYS if not where else MINARI_KEYS)}"
+        )
     node = handle[key]
     if not isinstance(node, h5py.Dataset):
         raise ValueError(f"{path}: {where}{key!r} must be a dataset, found a group")
@@ -93,8 +95,9 @@ def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = N
     with h5py.File(tmp, "w") as f:
         if observations.dtype == np.uint8:  # frames: compress
             chunks = (min(64, len(observations)), *observations.shape[1:])
-            f.create_dataset("observations", data=observations, chunks=chunks, compression="gzip",
-                             compression_opts=4, shuffle=True)
+            f.create_dataset(
+                "observations", data=observations, chunks=chunks, compression="gzip", compression_opts=4, shuffle=True
+            )
         else:
             f.create_dataset("observations", data=observations.astype(np.float32))
         actions = np.concatenate([e.actions for e in episodes])
@@ -119,8 +122,10 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
     n = len(arrays["observations"])
     for key, array in arrays.items():
         if len(array) != n:
-            raise ValueError(f"{path}: {key!r} has {len(array)} entries but 'observations' has {n}; "
-                             "all D4RL arrays must have one entry per step")
+            raise ValueError(
+                f"{path}: {key!r} has {len(array)} entries but 'observations' has {n}; "
+                "all D4RL arrays must have one entry per step"
+            )
     if n == 0:
         raise ValueError(f"{path}: the dataset holds no steps")
     terminals = arrays["terminals"].astype(bool).reshape(n)
@@ -129,8 +134,17 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
         ends = np.append(ends, n - 1) if keep_unfinished else ends
     starts = np.concatenate([[0], ends[:-1] + 1])
     task, source = str(attrs.get("task", "")), str(attrs.get("tier", path.name))
-    episodes = [Episode(arrays["observations"][s:e + 1], arrays["actions"][s:e + 1], arrays["rewards"][s:e + 1],
-                        bool(terminals[e]), task, source) for s, e in zip(starts, ends)]
+    episodes = [
+        Episode(
+            arrays["observations"][s : e + 1],
+            arrays["actions"][s : e + 1],
+            arrays["rewards"][s : e + 1],
+            bool(terminals[e]),
+            task,
+            source,
+        )
+        for s, e in zip(starts, ends)
+    ]
     return EpisodeSet(episodes, attrs)
 
 
@@ -190,13 +204,23 @@ def read_minari(dataset_dir: str | Path) -> EpisodeSet:
             steps = len(actions)
             for key, leaf in flatten_nested(observations, f"{where}observations"):
                 if len(leaf) != steps + 1:
-                    raise ValueError(f"{main}: {key!r} has {len(leaf)} entries; Minari stores one more observation "
-                                     f"than actions ({steps})")
+                    raise ValueError(
+                        f"{main}: {key!r} has {len(leaf)} entries; Minari stores one more observation "
+                        f"than actions ({steps})"
+                    )
             for key, array in [("rewards", rewards), ("terminations", terminations)]:
                 if len(array) != steps:
                     raise ValueError(f"{main}: {where}{key!r} has {len(array)} entries but 'actions' has {steps}")
             if steps == 0:
                 raise ValueError(f"{main}: {name} holds no steps")
-            episodes.append(Episode(_drop_last(observations), actions, rewards, bool(terminations[-1]),
-                                    str(attrs.get("dataset_id", "")), dataset_dir.name))
+            episodes.append(
+                Episode(
+                    _drop_last(observations),
+                    actions,
+                    rewards,
+                    bool(terminations[-1]),
+                    str(attrs.get("dataset_id", "")),
+                    dataset_dir.name,
+                )
+            )
     return EpisodeSet(episodes, attrs)

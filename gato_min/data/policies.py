@@ -73,8 +73,12 @@ def load_policy(path: str | Path) -> tuple[MLPPolicy, dict[str, str]]:
         if key not in metadata:
             raise ValueError(f"policy file {path} lacks the header key {key!r}")
     state = load_file(str(path))
-    policy = MLPPolicy(int(metadata["obs_dim"]), int(metadata["action_dim"]),
-                       json.loads(metadata["hidden_sizes"]),
-                       state["action_low"], state["action_high"])
+    policy = MLPPolicy(
+        int(metadata["obs_dim"]),
+        int(metadata["action_dim"]),
+        json.loads(metadata["hidden_sizes"]),
+        state["action_low"],
+        state["action_high"],
+    )
     policy.load_state_dict(state)
     return policy.eval(), metadata

@@ -40,15 +40,18 @@ def reference_returns(task: str, path: str | Path | None = None) -> dict[str, fl
     path = Path(path) if path is not None else reference_file(task)
     get_task(task)
     if not path.is_file():
-        raise FileNotFoundError(f"reference returns file {path} does not exist; run python -m gato_min "
-                                f"reference-returns --tasks {task}")
+        raise FileNotFoundError(
+            f"reference returns file {path} does not exist; run python -m gato_min reference-returns --tasks {task}"
+        )
     try:
         table = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"reference returns file {path} is not valid JSON: {error}") from None
     if task not in table:
-        raise KeyError(f"{path} has no reference returns for task {task!r}; run python -m gato_min reference-returns "
-                       f"--tasks {task}")
+        raise KeyError(
+            f"{path} has no reference returns for task {task!r}; run python -m gato_min reference-returns "
+            f"--tasks {task}"
+        )
     return {tier: row["mean"] for tier, row in table[task].items()}
 
 
@@ -58,8 +61,10 @@ def normalized_score(task: str, returns, path: str | Path | None = None) -> np.n
     ref = reference_returns(task, path)
     top = "expert" if "expert" in ref else next((t for t in reversed(get_task(task).tiers) if t in ref), None)
     if "random" not in ref or top is None:
-        raise KeyError(f"reference returns of {task!r} lack the random return or a tier's; run python -m gato_min "
-                       f"reference-returns --tasks {task}")
+        raise KeyError(
+            f"reference returns of {task!r} lack the random return or a tier's; run python -m gato_min "
+            f"reference-returns --tasks {task}"
+        )
     return 100.0 * (np.asarray(returns, dtype=np.float64) - ref["random"]) / (ref[top] - ref["random"])
 
 
@@ -88,26 +93,39 @@ def measure(tasks: list[str], episodes: int = 20, num_envs: int = 4, progress: b
                 continue
             data = collect(task, tier, episodes, EVALUATION_SEED, num_envs, progress)
             returns = data.returns
-            table[task][tier] = {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": episodes,
-                                 "mean_length": float(np.mean([len(e) for e in data]))}
+            table[task][tier] = {
+                "mean": float(returns.mean()),
+                "std": float(returns.std()),
+                "episodes": episodes,
+                "mean_length": float(np.mean([len(e) for e in data])),
+            }
     return table
 
 
 def markdown_table(table: dict) -> str:
-    lines = ["| task | tier | episodes | return (mean ± std) | normalized (ours) | D4RL-normalized (approx.) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| task | tier | episodes | return (mean ± std) | normalized (ours) | D4RL-normalized (approx.) |",
+        "|---|---|---|---|---|---|",
+    ]
     for task, rows in table.items():
         spec = get_task(task)
         random_mean = rows.get("random", {}).get("mean")
         expert_mean = rows.get("expert", {}).get("mean")
         for tier, row in rows.items():
-            ours = (f"{100 * (row['mean'] - random_mean) / (expert_mean - random_mean):.1f}"
-                    if random_mean is not None and expert_mean is not None and expert_mean != random_mean else "–")
+            ours = (
+                f"{100 * (row['mean'] - random_mean) / (expert_mean - random_mean):.1f}"
+                if random_mean is not None and expert_mean is not None and expert_mean != random_mean
+                else "–"
+            )
             d4rl = f"{float(d4rl_normalized_score(task, row['mean'])):.1f}" if spec.d4rl_expert_return else "–"
-            lines.append(f"| {task} | {tier} | {row['episodes']} | {row['mean']:.1f} ± {row['std']:.1f} | {ours} | {d4rl} |")
+            lines.append(
+                f"| {task} | {tier} | {row['episodes']} | {row['mean']:.1f} ± {row['std']:.1f} | {ours} | {d4rl} |"
+            )
         if spec.d4rl_expert_return:
-            lines.append(f"| {task} | D4RL random / expert | – | {spec.d4rl_random_return:.1f} / "
-                         f"{spec.d4rl_expert_return:.1f} | – | 0 / 100 |")
+            lines.append(
+                f"| {task} | D4RL random / expert | – | {spec.d4rl_random_return:.1f} / "
+                f"{spec.d4rl_expert_return:.1f} | – | 0 / 100 |"
+            )
     return "\n".join(lines)
 
 

@@ -36,13 +36,15 @@ class DataSettings:
     tier: str = setting("expert", "behaviour-policy tier collected for the control tasks")
     episodes: int = setting(100, "episodes collected per control task")
     data_seed: int = setting(0, "seed of the collected episodes")
-    action_noise: float = setting(0.0, "Gaussian noise on continuous policies' actions while collecting "
-                                       "(0.1: TD3's own); see collect")
+    action_noise: float = setting(
+        0.0, "Gaussian noise on continuous policies' actions while collecting (0.1: TD3's own); see collect"
+    )
     record: str = setting("played", "with noise: write down the action played, or the policy's 'intended' one (DART)")
     min_return_fraction: float = setting(0.8, "keep episodes >= random + f (expert - random) (Sec. 3.1); 0 keeps all")
     heldout_fraction: float = setting(0.1, "share of each task's episodes (or text) kept out of training")
-    datasets: tuple[str, ...] | None = setting(None, "per task, a D4RL HDF5 file or Minari dataset folder to "
-                                                     "train on instead of collecting")
+    datasets: tuple[str, ...] | None = setting(
+        None, "per task, a D4RL HDF5 file or Minari dataset folder to train on instead of collecting"
+    )
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -54,8 +56,10 @@ class DataSettings:
             if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
                 raise ValueError(f"DataSettings.weights must be >= 0 with a positive sum, got {self.weights}")
         if self.datasets is not None and len(self.datasets) != len(self.tasks):
-            raise ValueError(f"DataSettings.datasets has {len(self.datasets)} entries for {len(self.tasks)} tasks "
-                             "(one file or folder per task, in the order of tasks)")
+            raise ValueError(
+                f"DataSettings.datasets has {len(self.datasets)} entries for {len(self.tasks)} tasks "
+                "(one file or folder per task, in the order of tasks)"
+            )
         if self.record not in ("played", "intended"):
             raise ValueError(f"DataSettings.record must be 'played' or 'intended', got {self.record!r}")
         if not isinstance(self.episodes, int) or self.episodes <= 0:
@@ -88,7 +92,9 @@ def read_dataset(path: str | Path) -> EpisodeSet:
     if path.is_dir():
         return read_minari(path)
     if not path.is_file():
-        raise FileNotFoundError(f"dataset {path} does not exist (expected a D4RL .hdf5 file or a Minari dataset folder)")
+        raise FileNotFoundError(
+            f"dataset {path} does not exist (expected a D4RL .hdf5 file or a Minari dataset folder)"
+        )
     return read_d4rl(path)
 
 
@@ -102,29 +108,43 @@ def task_episodes(task: str, settings: DataSettings, cache=None, progress: bool 
         data = read_dataset(dataset)
         shape = data[0].observations.shape[1:] if len(data) else None
         if shape is not None and int(np.prod(shape)) != int(np.prod(spec.observation_shape)):
-            raise ValueError(f"dataset {dataset} has observations of shape {shape}; task {task!r} ({spec.env_id}) "
-                             f"sees {spec.observation_shape}: is it the dataset of another environment?")
+            raise ValueError(
+                f"dataset {dataset} has observations of shape {shape}; task {task!r} ({spec.env_id}) "
+                f"sees {spec.observation_shape}: is it the dataset of another environment?"
+            )
         for episode in data:
             episode.observations = episode.observations.reshape(len(episode), *spec.observation_shape)
     else:
         if settings.tier != "random":
             check_tier(task, settings.tier)
         noise = 0.0 if spec.discrete_actions else settings.action_noise
-        data = load_or_collect(task, settings.tier, settings.episodes, settings.data_seed, cache=cache,
-                               progress=progress, action_noise=noise, record=settings.record if noise else "played")
+        data = load_or_collect(
+            task,
+            settings.tier,
+            settings.episodes,
+            settings.data_seed,
+            cache=cache,
+            progress=progress,
+            action_noise=noise,
+            record=settings.record if noise else "played",
+        )
     episodes = list(data)
     if settings.min_return_fraction > 0:
         ref = reference_returns(task)
         if "expert" not in ref or "random" not in ref:
-            raise KeyError(f"the stored reference returns of {task!r} lack the random or expert return, which the "
-                           f"{settings.min_return_fraction:.0%} filter needs; run python -m gato_min reference-returns "
-                           f"--tasks {task} (or set min_return_fraction to 0)")
+            raise KeyError(
+                f"the stored reference returns of {task!r} lack the random or expert return, which the "
+                f"{settings.min_return_fraction:.0%} filter needs; run python -m gato_min reference-returns "
+                f"--tasks {task} (or set min_return_fraction to 0)"
+            )
         episodes = filter_by_return(episodes, ref["expert"], settings.min_return_fraction, ref["random"])
         if len(episodes) < 2:
             raise ValueError(
-                f"{task}/{settings.tier}: {len(episodes)} of {len(data)} episodes reach {settings.min_return_fraction:.0%} "
-                f"of the expert return (random {ref['random']:.1f}, expert {ref['expert']:.1f}); collect more episodes, "
-                "use a better tier, or lower min_return_fraction (0 keeps everything)")
+                f"{task}/{settings.tier}: {len(episodes)} of {len(data)} episodes reach "
+                f"{settings.min_return_fraction:.0%} of the expert return (random {ref['random']:.1f}, expert "
+                f"{ref['expert']:.1f}); collect more episodes, use a better tier, or lower min_return_fraction "
+                "(0 keeps everything)"
+            )
     held = heldout_split(len(episodes), settings.heldout_fraction)
     return episodes[:-held], episodes[-held:], len(data)
 
@@ -136,8 +156,23 @@ def prepare(settings: DataSettings, cache=None, progress: bool = True) -> None:
             continue
         spec = get_task(task)
         noise = 0.0 if spec.discrete_actions else settings.action_noise
-        path = dataset_path(task, settings.tier, settings.episodes, settings.data_seed, cache, noise,
-                            settings.record if noise else "played")
+        path = dataset_path(
+            task,
+            settings.tier,
+            settings.episodes,
+            settings.data_seed,
+            cache,
+            noise,
+            settings.record if noise else "played",
+        )
         if not path.exists():
-            collect_to_file(task, settings.tier, settings.episodes, settings.data_seed, cache=cache, progress=progress,
-                            action_noise=noise, record=settings.record if noise else "played")
+            collect_to_file(
+                task,
+                settings.tier,
+                settings.episodes,
+                settings.data_seed,
+                cache=cache,
+                progress=progress,
+                action_noise=noise,
+                record=settings.record if noise else "played",
+            )

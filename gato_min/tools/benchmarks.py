@@ -60,26 +60,34 @@ def bench_batches(config, batch_size: int = 8, repeats: int = 5, train_threads: 
     for task in ("halfcheetah", "pong"):
         episodes = collect(task, "random", 4, seed=0, progress=False, max_episode_steps=400)
         sampler = SequenceSampler(TokenizedEpisodes(episodes, tokenizer, task, get_task(task)), config, seed=0)
-        tokens = batch_size * config.context_length
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # batch assembly is numpy; keep it on one core
-        assembly_s = _timed(lambda: sampler.sample(batch_size), repeats * 4)
-        torch.set_num_threads(train_threads or threads)
-        model = GatoModel(config).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        batch = sampler.sample(batch_size)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            model.loss(batch).backward()
-            optimizer.step()
-
-        step_s = _timed(step, repeats)
-        torch.set_num_threads(threads)
-        rows.append({"task": task, "assembly_tokens_per_s": tokens / assembly_s,
-                     "train_tokens_per_s": tokens / step_s, "ratio": step_s / assembly_s,
-                     "threads": train_threads or threads})
+        rows.append({"task": task} | _assembly_and_step(sampler, config, batch_size, repeats, train_threads))
     return rows
+
+
+def _assembly_and_step(sampler, config, batch_size: int, repeats: int, train_threads: int | None) -> dict:
+    """Tokens/s of assembling batches on one thread and of training steps on them."""
+    tokens = batch_size * config.context_length
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch assembly is numpy; keep it on one core
+    assembly_s = _timed(lambda: sampler.sample(batch_size), repeats * 4)
+    torch.set_num_threads(train_threads or threads)
+    model = GatoModel(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = sampler.sample(batch_size)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(batch).backward()
+        optimizer.step()
+
+    step_s = _timed(step, repeats)
+    torch.set_num_threads(threads)
+    return {
+        "assembly_tokens_per_s": tokens / assembly_s,
+        "train_tokens_per_s": tokens / step_s,
+        "ratio": step_s / assembly_s,
+        "threads": train_threads or threads,
+    }
 
 
 # ------------------------------------------------------------------ training throughput vs GPT-2
@@ -89,7 +97,7 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
     """The FLOP/s of a large float32 matrix product on this machine with the current threads."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     seconds = _timed(lambda: torch.mm(a, b), repeats)
-    return 2.0 * size ** 3 / seconds
+    return 2.0 * size**3 / seconds
 
 
 def train_flops_per_step(config, batch, head_positions: int) -> float:
@@ -116,9 +124,19 @@ def _gpt2_for(config):
     transformers.logging.set_verbosity_error()  # (it warns about GPT-2's own bos/eos ids, unused here)
     if config.n_head * config.d_head != config.d_model:
         raise ValueError("GPT-2 needs n_head * d_head == d_model to compare like with like")
-    hf_config = GPT2Config(vocab_size=config.vocab.size, n_positions=config.context_length, n_embd=config.d_model,
-                           n_layer=config.n_layer, n_head=config.n_head, n_inner=config.d_ff, resid_pdrop=0.0,
-                           embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
+    hf_config = GPT2Config(
+        vocab_size=config.vocab.size,
+        n_positions=config.context_length,
+        n_embd=config.d_model,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_inner=config.d_ff,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     return GPT2LMHeadModel(hf_config)
 
 
@@ -159,20 +177,32 @@ def bench_train(config, batch_size: int = 8, repeats: int = 5, task: str = "half
     peak = matmul_peak_flops()
     tokens = batch_size * config.context_length
     counted = sum(int((b.loss_mask[:, 1:] & b.attention_mask[:, 1:]).sum()) for b in batches[1:]) / repeats
-    flops = {"gato_min": train_flops_per_step(config, batches[0], counted),
-             "gpt2": train_flops_per_step(config, batches[0], tokens)}
+    flops = {
+        "gato_min": train_flops_per_step(config, batches[0], counted),
+        "gpt2": train_flops_per_step(config, batches[0], tokens),
+    }
     rows = {}
     for name in seconds:
         step_s = seconds[name] / repeats
-        rows[name] = {"step_s": step_s, "tokens_per_s": tokens / step_s, "flops_per_step": flops[name],
-                      "mfu": flops[name] / step_s / peak}
-    return {"peak_flops": peak, "threads": torch.get_num_threads(), "tokens_per_step": tokens,
-            "parameters": {"gato_min": gato.num_parameters(), "gpt2": sum(p.numel() for p in gpt2.parameters())},
-            "rows": rows, "speedup": rows["gato_min"]["tokens_per_s"] / rows["gpt2"]["tokens_per_s"]}
+        rows[name] = {
+            "step_s": step_s,
+            "tokens_per_s": tokens / step_s,
+            "flops_per_step": flops[name],
+            "mfu": flops[name] / step_s / peak,
+        }
+    return {
+        "peak_flops": peak,
+        "threads": torch.get_num_threads(),
+        "tokens_per_step": tokens,
+        "parameters": {"gato_min": gato.num_parameters(), "gpt2": sum(p.numel() for p in gpt2.parameters())},
+        "rows": rows,
+        "speedup": rows["gato_min"]["tokens_per_s"] / rows["gpt2"]["tokens_per_s"],
+    }
 
 
-def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(1, 8), episode_steps: int = 200,
-              seed: int = 0) -> dict:
+def bench_act(
+    config, task: str = "halfcheetah", repeats: int = 20, env_counts=(1, 8), episode_steps: int = 200, seed: int = 0
+) -> dict:
     """Per-action latency at a full context, with the key/value cache vs recomputing the whole
     context, and env-steps/s of batched rollouts (an untrained model: timing does not depend on
     the weights).
@@ -185,8 +215,15 @@ def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(
     torch.manual_seed(seed)
     model = GatoModel(config).eval()
     codec = TaskCodec(task, config)
-    episode = collect(task, "random", 1, seed=seed, num_envs=1, progress=False,
-                      max_episode_steps=config.context_length // codec.layout.tokens_per_timestep + 2).episodes[0]
+    episode = collect(
+        task,
+        "random",
+        1,
+        seed=seed,
+        num_envs=1,
+        progress=False,
+        max_episode_steps=config.context_length // codec.layout.tokens_per_timestep + 2,
+    ).episodes[0]
     data = TokenizedEpisodes([episode], Tokenizer(config), task, get_task(task))
     steps = np.arange(len(episode))[None, :]
     sampler = SequenceSampler(data, config.replace(context_length=len(episode) * codec.layout.tokens_per_timestep))
@@ -210,21 +247,34 @@ def bench_act(config, task: str = "halfcheetah", repeats: int = 20, env_counts=(
     for count in env_counts:
         agent = GatoAgent(model, task, None, temperature=1.0)
         rollout = agent.rollout(count, num_envs=count, seed=seed, max_steps=episode_steps, progress=False)
-        rows.append({"envs": count, "env_steps": rollout.env_steps, "seconds": rollout.seconds,
-                     "env_steps_per_s": rollout.steps_per_second})
+        rows.append(
+            {
+                "envs": count,
+                "env_steps": rollout.env_steps,
+                "seconds": rollout.seconds,
+                "env_steps_per_s": rollout.steps_per_second,
+            }
+        )
     cached_s, recomputed_s = _timed(cached, repeats), _timed(recomputed, repeats)
-    return {"task": task, "context_length": config.context_length, "threads": torch.get_num_threads(),
-            "cached_s": cached_s, "recomputed_s": recomputed_s, "speedup": recomputed_s / cached_s,
-            "action_tokens": codec.action_tokens, "rollouts": rows}
+    return {
+        "task": task,
+        "context_length": config.context_length,
+        "threads": torch.get_num_threads(),
+        "cached_s": cached_s,
+        "recomputed_s": recomputed_s,
+        "speedup": recomputed_s / cached_s,
+        "action_tokens": codec.action_tokens,
+        "rollouts": rows,
+    }
 
 
-def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: int = 2, rounds: int = 2,
-                    task: str = "halfcheetah") -> dict:
+def bench_processes(
+    config, batch_size: int = 64, steps: int = 20, processes: int = 2, rounds: int = 2, task: str = "halfcheetah"
+) -> dict:
     """Training tokens/s of one process with `processes` threads against `processes` DDP
     workers (gloo) of one thread each, on the same sequences: each worker takes its share of
     every batch. The two are timed alternately, `rounds` times each; starting the workers is
     not timed, only their steps (between two barriers)."""
-
 
     if processes < 2 or batch_size % processes:
         raise ValueError(f"processes must be >= 2 and divide batch_size {batch_size}, got {processes}")
@@ -248,14 +298,21 @@ def bench_processes(config, batch_size: int = 64, steps: int = 20, processes: in
         seconds["threads"] += time.perf_counter() - start
 
         queue = context.SimpleQueue()
-        mp.start_processes(_timed_worker, args=(processes, free_port(), config, shards, queue), nprocs=processes,
-                           start_method="spawn")
+        mp.start_processes(
+            _timed_worker, args=(processes, free_port(), config, shards, queue), nprocs=processes, start_method="spawn"
+        )
         seconds["processes"] += queue.get()
     torch.set_num_threads(threads_before)
-    rows = {name: {"step_s": total / (rounds * steps), "tokens_per_s": tokens * rounds * steps / total}
-            for name, total in seconds.items()}
-    return {"processes": processes, "tokens_per_step": tokens, "rows": rows,
-            "ratio": rows["processes"]["tokens_per_s"] / rows["threads"]["tokens_per_s"]}
+    rows = {
+        name: {"step_s": total / (rounds * steps), "tokens_per_s": tokens * rounds * steps / total}
+        for name, total in seconds.items()
+    }
+    return {
+        "processes": processes,
+        "tokens_per_step": tokens,
+        "rows": rows,
+        "ratio": rows["processes"]["tokens_per_s"] / rows["threads"]["tokens_per_s"],
+    }
 
 
 def _loss_step(model, optimizer, batch) -> None:
@@ -268,7 +325,6 @@ def _loss_step(model, optimizer, batch) -> None:
 def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> None:
     """One worker of `bench_processes`: its share of every batch, one thread, DDP over gloo;
     rank 0 reports the seconds of the timed steps."""
-
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -42,15 +42,27 @@ def demo_settings(steps: int = 1800, episodes: int = 500) -> tuple[DataSettings,
     """The data and training settings of the demo (and, with more steps, of the stored cheetah
     run): the expert plays with N(0, 0.3) on its torques and its own torques are the labels; the
     noisy play returns less than 80 % of the expert's, so the return filter is off."""
-    data = DataSettings(tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.3, record="intended",
-                        min_return_fraction=0.0)
-    return data, TrainSettings(steps=steps, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=100,
-                               eval_batches=8, checkpoint_every=100)
+    data = DataSettings(
+        tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.3, record="intended", min_return_fraction=0.0
+    )
+    return data, TrainSettings(
+        steps=steps, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=100, eval_batches=8, checkpoint_every=100
+    )
 
 
-def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 500, eval_episodes: int = 10,
-             threads: int = 1, processes: int = 2, cache=None, progress: bool = True, config: GatoConfig = DEMO_CONFIG,
-             max_steps: int | None = None, temperature: float = 0.0) -> dict:
+def run_demo(
+    out: str | Path = "runs/demo",
+    steps: int = 1800,
+    episodes: int = 500,
+    eval_episodes: int = 10,
+    threads: int = 1,
+    processes: int = 2,
+    cache=None,
+    progress: bool = True,
+    config: GatoConfig = DEMO_CONFIG,
+    max_steps: int | None = None,
+    temperature: float = 0.0,
+) -> dict:
     """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
     summary that is also written to `<out>/demo.json`. Training runs `processes` workers of
     `threads` torch threads each; evaluation uses `processes * threads` threads. `max_steps`
@@ -67,30 +79,55 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
         print(f"\n[{number}/3] {text}", flush=True)
         return time.perf_counter()
 
-    begin = stage(1, f"collect: {episodes} episodes of the shipped {DEMO_TASK} expert, "
-                     f"torques + N(0, {data.action_noise:g}) played, its own recorded (cached after the first run)")
+    begin = stage(
+        1,
+        f"collect: {episodes} episodes of the shipped {DEMO_TASK} expert, "
+        f"torques + N(0, {data.action_noise:g}) played, its own recorded (cached after the first run)",
+    )
     train_episodes, heldout, collected = task_episodes(DEMO_TASK, data, cache, progress)
     times["collect_s"] = round(time.perf_counter() - begin, 1)
-    print(f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out for prompts "
-          f"({times['collect_s']:.0f} s)")
+    print(
+        f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out for prompts "
+        f"({times['collect_s']:.0f} s)"
+    )
 
-    begin = stage(2, f"train: {config.n_layer}-layer Gato ({DEMO_TASK}, {steps} steps of {settings.batch_size} x "
-                     f"{config.context_length} tokens, {processes} process(es) x {threads} thread(s))")
-    summary = train_processes(config, data, settings, out / "run", processes, cache=cache, threads=threads,
-                              progress=progress)
+    begin = stage(
+        2,
+        f"train: {config.n_layer}-layer Gato ({DEMO_TASK}, {steps} steps of {settings.batch_size} x "
+        f"{config.context_length} tokens, {processes} process(es) x {threads} thread(s))",
+    )
+    summary = train_processes(
+        config, data, settings, out / "run", processes, cache=cache, threads=threads, progress=progress
+    )
     times["train_s"] = round(time.perf_counter() - begin, 1)
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(processes * threads)
-    print(f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
-          f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)")
+    print(
+        f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
+        f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)"
+    )
 
-    begin = stage(3, f"evaluate: {eval_episodes} episodes in the real environment, prompted with a held-out "
-                     f"demonstration, then without a prompt (temperature {temperature:g})")
+    begin = stage(
+        3,
+        f"evaluate: {eval_episodes} episodes in the real environment, prompted with a held-out "
+        f"demonstration, then without a prompt (temperature {temperature:g})",
+    )
     rows = {}
     for name, folder, prompt, gif in (("with a prompt", "eval", None, 200), ("no prompt", "eval-no-prompt", 0, 0)):
-        report = evaluate_run(out / "run", [DEMO_TASK], episodes=eval_episodes, num_envs=eval_episodes, seed=0,
-                              prompt_tokens=prompt, temperature=temperature, out=out / folder, gif_steps=gif,
-                              max_steps=max_steps, cache=cache, progress=progress)
+        report = evaluate_run(
+            out / "run",
+            [DEMO_TASK],
+            episodes=eval_episodes,
+            num_envs=eval_episodes,
+            seed=0,
+            prompt_tokens=prompt,
+            temperature=temperature,
+            out=out / folder,
+            gif_steps=gif,
+            max_steps=max_steps,
+            cache=cache,
+            progress=progress,
+        )
         rows[name] = report["tasks"][0]
     torch.set_num_threads(caller_threads)
     times["evaluate_s"] = round(time.perf_counter() - begin, 1)
@@ -99,16 +136,30 @@ def run_demo(out: str | Path = "runs/demo", steps: int = 1800, episodes: int = 5
     print(f"\n{DEMO_TASK}, {eval_episodes} episodes, mean ± 95 % CI   (score: 0 = random, 100 = the shipped expert)")
     print(f"{'':18s} {'return':>18s} {'score':>14s} {'D4RL score':>14s}")
     for name, row in rows.items():
-        print(f"{name:18s} {row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
-              f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}")
-    print(f"\nstages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, evaluate "
-          f"{times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min")
+        print(
+            f"{name:18s} {row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
+            f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}"
+        )
+    print(
+        f"\nstages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, evaluate "
+        f"{times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min"
+    )
     print(f"reports -> {out / 'eval' / 'report.md'}, {out / 'eval-no-prompt' / 'report.md'}")
-    result = {"task": DEMO_TASK, "steps": steps, "episodes": episodes, "eval_episodes": eval_episodes,
-              "temperature": temperature, "processes": processes, "threads": threads, "times": times,
-              "heldout_loss": summary["heldout"][DEMO_TASK],
-              "scores": {name: {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")}
-                         for name, row in rows.items()},
-              "reports": [str(out / folder / "report.md") for folder in ("eval", "eval-no-prompt")]}
+    result = {
+        "task": DEMO_TASK,
+        "steps": steps,
+        "episodes": episodes,
+        "eval_episodes": eval_episodes,
+        "temperature": temperature,
+        "processes": processes,
+        "threads": threads,
+        "times": times,
+        "heldout_loss": summary["heldout"][DEMO_TASK],
+        "scores": {
+            name: {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")}
+            for name, row in rows.items()
+        },
+        "reports": [str(out / folder / "report.md") for folder in ("eval", "eval-no-prompt")],
+    }
     atomic_write_json(out / "demo.json", result)
     return result

@@ -10,14 +10,10 @@ One training run gives both tiers of a task: every `eval_every` steps the curren
 evaluated and exported as a snapshot; the `medium` tier is the snapshot whose return is closest
 to a third of the D4RL expert reference, the `expert` tier the best one reached.
 
-A run checkpoints its full state (weights, optimizer, replay buffer, step count, learning
-curve) every `checkpoint_every` steps, atomically, and resumes from it when started again with
-the same output folder. Resuming restores the learning state but not the random streams, so a
-resumed run is equivalent to, not bit-identical with, an uninterrupted one.
-
-Hyper-parameters follow the RL Baselines3 Zoo's TD3 settings for these tasks, with the
-256x256 networks of the TD3 paper's later versions, which train about twice as fast on a CPU as
-400x300 ones.
+A run checkpoints its full state (weights, optimizer, replay buffer, step count, curve) every
+`checkpoint_every` steps, atomically, and resumes from it: equivalent to, not bit-identical
+with, an uninterrupted run (the random streams are not restored). Hyper-parameters follow the
+RL Baselines3 Zoo's TD3 settings, with 256x256 networks (twice as fast on a CPU as 400x300).
 """
 
 from __future__ import annotations
@@ -32,12 +28,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from gato_min.data.policies import MLPPolicy, export_policy, load_policy
 from gato_min.envs import get_task, make_env
-from gato_min.files import atomic_save_safetensors, atomic_write_text
+from gato_min.files import atomic_write_text
 from gato_min.plotting import PALETTE, save_figure, use_style
 
 
@@ -61,8 +56,9 @@ def _policy_from_sb3(model) -> MLPPolicy:
     """Copy the actor of an SB3 TD3 model into a torch-only MLPPolicy."""
     space = model.action_space
     linears = [m for m in model.actor.mu if isinstance(m, nn.Linear)]
-    policy = MLPPolicy(linears[0].in_features, linears[-1].out_features,
-                       [m.out_features for m in linears[:-1]], space.low, space.high)
+    policy = MLPPolicy(
+        linears[0].in_features, linears[-1].out_features, [m.out_features for m in linears[:-1]], space.low, space.high
+    )
     ours = [m for m in policy.net if isinstance(m, nn.Linear)]
     with torch.no_grad():
         for dst, src in zip(ours, linears):
@@ -95,8 +91,14 @@ def _refill_replay_buffer(model, env, steps: int, noise: float, seed: int) -> No
         action, _ = model.predict(obs, deterministic=True)
         scaled = np.clip(model.policy.scale_action(action) + noise * rng.standard_normal(action.shape), -1, 1)
         next_obs, reward, terminated, truncated, _ = env.step(model.policy.unscale_action(scaled))
-        model.replay_buffer.add(obs[None], next_obs[None], scaled[None], np.array([reward]),
-                                np.array([terminated or truncated]), [{"TimeLimit.truncated": truncated and not terminated}])
+        model.replay_buffer.add(
+            obs[None],
+            next_obs[None],
+            scaled[None],
+            np.array([reward]),
+            np.array([terminated or truncated]),
+            [{"TimeLimit.truncated": truncated and not terminated}],
+        )
         obs = next_obs if not (terminated or truncated) else env.reset()[0]
 
 
@@ -109,8 +111,11 @@ def save_portable_state(run_dir: str | Path, dest: str | Path) -> Path:
     if not (run_dir / "checkpoint" / "model.zip").exists():
         raise FileNotFoundError(f"{run_dir} holds no checkpoint/model.zip to save")
     dest.mkdir(parents=True, exist_ok=True)
-    for source, name in [(run_dir / "checkpoint" / "model.zip", "model.zip"),
-                         (run_dir / "curve.jsonl", "curve.jsonl"), (run_dir / "settings.json", "settings.json")]:
+    for source, name in [
+        (run_dir / "checkpoint" / "model.zip", "model.zip"),
+        (run_dir / "curve.jsonl", "curve.jsonl"),
+        (run_dir / "settings.json", "settings.json"),
+    ]:
         tmp = dest / (name + ".tmp")
         shutil.copy2(source, tmp)
         os.replace(tmp, dest / name)
@@ -123,9 +128,16 @@ def _read_curve(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = None,
-                 total_steps: int | None = None, seed: int = 0, threads: int = 1,
-                 progress: bool = True, resume_from: str | Path | None = None) -> Path:
+def train_expert(
+    task: str,
+    out_dir: str | Path,
+    settings: TD3Settings | None = None,
+    total_steps: int | None = None,
+    seed: int = 0,
+    threads: int = 1,
+    progress: bool = True,
+    resume_from: str | Path | None = None,
+) -> Path:
     """Train (or resume training) a TD3 expert for `task` with `threads` torch threads (the
     caller's count is given back); see `_train_expert`."""
     caller_threads = torch.get_num_threads()
@@ -136,8 +148,15 @@ def train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None = 
         torch.set_num_threads(caller_threads)
 
 
-def _train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None, total_steps: int | None, seed: int,
-                  progress: bool, resume_from: str | Path | None) -> Path:
+def _train_expert(
+    task: str,
+    out_dir: str | Path,
+    settings: TD3Settings | None,
+    total_steps: int | None,
+    seed: int,
+    progress: bool,
+    resume_from: str | Path | None,
+) -> Path:
     """Train (or resume training) a TD3 expert for `task`; returns the output folder.
 
     `settings` defaults to those stored in `out_dir` by an earlier run, else `TD3Settings()`;
@@ -199,12 +218,21 @@ def _train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None, 
             _refill_replay_buffer(model, env, settings.learning_starts, settings.action_noise, seed)
         print(f"resuming {task} from step {model.num_timesteps}", flush=True)
     else:
-        model = TD3("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                    learning_rate=settings.learning_rate, buffer_size=settings.buffer_size,
-                    learning_starts=settings.learning_starts, batch_size=settings.batch_size,
-                    tau=settings.tau, gamma=settings.gamma,
-                    action_noise=NormalActionNoise(np.zeros(action_dim), settings.action_noise * np.ones(action_dim)),
-                    policy_kwargs=dict(net_arch=list(settings.hidden_sizes)))
+        model = TD3(
+            "MlpPolicy",
+            env,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            learning_rate=settings.learning_rate,
+            buffer_size=settings.buffer_size,
+            learning_starts=settings.learning_starts,
+            batch_size=settings.batch_size,
+            tau=settings.tau,
+            gamma=settings.gamma,
+            action_noise=NormalActionNoise(np.zeros(action_dim), settings.action_noise * np.ones(action_dim)),
+            policy_kwargs=dict(net_arch=list(settings.hidden_sizes)),
+        )
     curve_path = out / "curve.jsonl"
     start_step = model.num_timesteps
     # evaluations logged after the checkpoint we resumed from are replaced by the new run's
@@ -222,8 +250,14 @@ def _train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None, 
 
     class Monitor(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=settings.total_steps, initial=start_step, desc=f"TD3 {task}",
-                            unit="step", disable=not progress, mininterval=5.0)
+            self.bar = tqdm(
+                total=settings.total_steps,
+                initial=start_step,
+                desc=f"TD3 {task}",
+                unit="step",
+                disable=not progress,
+                mininterval=5.0,
+            )
             self.t0, self.steps0 = time.time(), self.num_timesteps
 
         def _on_step(self) -> bool:
@@ -234,9 +268,13 @@ def _train_expert(task: str, out_dir: str | Path, settings: TD3Settings | None, 
                 returns = evaluate_policy(policy, task, settings.eval_episodes, seed=10_000 + seed)
                 snapshot = out / "snapshots" / f"step_{step:07d}.safetensors"
                 export_policy(policy, snapshot, task=task, step=step, mean_return=float(np.mean(returns)))
-                row = {"step": step, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                       "wall_s": round(time.time() - self.t0, 1),
-                       "steps_per_s": round((step - self.steps0) / max(time.time() - self.t0, 1e-9), 1)}
+                row = {
+                    "step": step,
+                    "mean_return": float(np.mean(returns)),
+                    "std_return": float(np.std(returns)),
+                    "wall_s": round(time.time() - self.t0, 1),
+                    "steps_per_s": round((step - self.steps0) / max(time.time() - self.t0, 1e-9), 1),
+                }
                 with curve_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 self.bar.set_postfix(ret=f"{row['mean_return']:.0f}")
@@ -279,8 +317,13 @@ def choose_snapshots(run_dir: str | Path, task: str) -> dict[str, dict]:
     return chosen
 
 
-def export_tiers(run_dir: str | Path, task: str, policy_dir: str | Path, tiers=("medium", "expert"),
-                 steps: dict[str, int] | None = None) -> dict[str, Path]:
+def export_tiers(
+    run_dir: str | Path,
+    task: str,
+    policy_dir: str | Path,
+    tiers=("medium", "expert"),
+    steps: dict[str, int] | None = None,
+) -> dict[str, Path]:
     """Copy the chosen snapshots of a run into `policy_dir` as `<task>_<tier>.safetensors`.
 
     `steps` pins a tier to the snapshot of a given training step instead of the automatic choice
@@ -300,14 +343,21 @@ def export_tiers(run_dir: str | Path, task: str, policy_dir: str | Path, tiers=(
             continue
         row = chosen[tier]
         policy, _ = load_policy(run_dir / "snapshots" / f"step_{row['step']:07d}.safetensors")
-        written[tier] = export_policy(policy, policy_dir / f"{task}_{tier}.safetensors", task=task, tier=tier,
-                                      training_step=row["step"], training_eval_return=round(row["mean_return"], 1),
-                                      algorithm="TD3 (Stable-Baselines3)")
+        written[tier] = export_policy(
+            policy,
+            policy_dir / f"{task}_{tier}.safetensors",
+            task=task,
+            tier=tier,
+            training_step=row["step"],
+            training_eval_return=round(row["mean_return"], 1),
+            algorithm="TD3 (Stable-Baselines3)",
+        )
     return written
 
 
-def plot_training_curve(run_dir: str | Path, task: str, out_file: str | Path,
-                        marks: dict[str, int] | None = None) -> Path:
+def plot_training_curve(
+    run_dir: str | Path, task: str, out_file: str | Path, marks: dict[str, int] | None = None
+) -> Path:
     """The evaluation returns of a run against steps, with the D4RL references; `marks` maps a
     tier name to the training step of its shipped snapshot, drawn as a labelled dot."""
     spec = get_task(task)
@@ -320,14 +370,25 @@ def plot_training_curve(run_dir: str | Path, task: str, out_file: str | Path,
     ax.plot(steps, means, color=PALETTE[5], label="evaluation return")
     ax.fill_between(steps, means - stds, means + stds, color=PALETTE[5], alpha=0.2, lw=0)
     ax.axhline(spec.d4rl_expert_return, color=PALETTE[0], ls="--", lw=1, label="D4RL expert reference")
-    ax.axhspan(MEDIUM_RANGE[0] * spec.d4rl_expert_return, MEDIUM_RANGE[1] * spec.d4rl_expert_return,
-               color=PALETTE[1], alpha=0.15, lw=0, label="medium band (25-45 %)")
+    ax.axhspan(
+        MEDIUM_RANGE[0] * spec.d4rl_expert_return,
+        MEDIUM_RANGE[1] * spec.d4rl_expert_return,
+        color=PALETTE[1],
+        alpha=0.15,
+        lw=0,
+        label="medium band (25-45 %)",
+    )
     by_step = dict(zip(steps.tolist(), means.tolist()))
     for tier, step in (marks or {}).items():
         if step in by_step:
             ax.plot(step, by_step[step], "o", color=PALETTE[6] if tier == "expert" else PALETTE[1])
-            ax.annotate(f"{tier} (step {step:,})", (step, by_step[step]), textcoords="offset points",
-                        xytext=(5, -12 if tier == "expert" else 6), fontsize=8)
+            ax.annotate(
+                f"{tier} (step {step:,})",
+                (step, by_step[step]),
+                textcoords="offset points",
+                xytext=(5, -12 if tier == "expert" else 6),
+                fontsize=8,
+            )
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return")
     ax.set_title(f"TD3 on {spec.env_id}")

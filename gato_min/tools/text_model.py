@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 
 from gato_min.files import atomic_write_bytes, atomic_write_text
-
 from gato_min.tokenize import CORPUS_FILE, shipped_text_model
 
 model_file = shipped_text_model  # where the model of a vocabulary size is shipped
@@ -52,8 +51,9 @@ def collect_prose(repo_root: str | Path) -> str:
     return "\n".join(paragraphs) + "\n"
 
 
-def train_text_model(corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 1024,
-                     out_file: str | Path | None = None) -> Path:
+def train_text_model(
+    corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 1024, out_file: str | Path | None = None
+) -> Path:
     """Train the BPE SentencePiece model on `corpus_file`; write it atomically; return its path."""
     import sentencepiece as spm
 
@@ -65,10 +65,22 @@ def train_text_model(corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 10
     spm.SentencePieceTrainer.train(
         # sentences from an iterator, not a path: the model file records its input path otherwise,
         # and the same corpus in another checkout would give other bytes
-        sentence_iterator=iter(corpus_file.read_text(encoding="utf-8").splitlines()), model_writer=buffer, vocab_size=vocab_size, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
-        split_digits=True, max_sentence_length=1 << 16, minloglevel=2,
-        pad_id=-1, unk_id=0, bos_id=1, eos_id=2)
+        sentence_iterator=iter(corpus_file.read_text(encoding="utf-8").splitlines()),
+        model_writer=buffer,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        split_digits=True,
+        max_sentence_length=1 << 16,
+        minloglevel=2,
+        pad_id=-1,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+    )
     atomic_write_bytes(out_file, buffer.getvalue())
     return out_file
 

@@ -57,8 +57,13 @@ def timestep_tokens(step: Timestep, tokenizer: Tokenizer) -> tuple[np.ndarray, l
     config = tokenizer.config
     frame = step.observation.dtype == np.uint8
     action = np.asarray(step.action)
-    layout = TimestepLayout(step.observation.shape if frame else None, 0 if frame else step.observation.size,
-                            1 if frame else action.size, frame, config.patch_size)
+    layout = TimestepLayout(
+        step.observation.shape if frame else None,
+        0 if frame else step.observation.size,
+        1 if frame else action.size,
+        frame,
+        config.patch_size,
+    )
     timesteps = encode_timesteps(layout, tokenizer, step.observation[None], action.reshape(1, -1))
     batch = build_batch(layout, config, timesteps, np.zeros((1, 1), np.int64), np.ones((1, 1), bool))
     kinds = [KIND_NAMES[k] for k in batch.token_kinds[0].tolist()]
@@ -71,33 +76,47 @@ def tokenize_demo(config, out_dir: str | Path, seed: int = 0) -> tuple[str, Path
     """Tokenize one MuJoCo timestep and one Atari frame; return a report and the figure's path."""
     tokenizer = Tokenizer(config)
     vocab = tokenizer.vocab
-    lines = [f"vocabulary: text [0, {vocab.text_size}), discrete [0, {vocab.num_bins}), continuous "
-             f"[{vocab.continuous_offset}, {vocab.continuous_offset + vocab.num_bins}), separator "
-             f"{vocab.separator_id}, padding {vocab.pad_id}; {vocab.size} ids in all"]
+    lines = [
+        f"vocabulary: text [0, {vocab.text_size}), discrete [0, {vocab.num_bins}), continuous "
+        f"[{vocab.continuous_offset}, {vocab.continuous_offset + vocab.num_bins}), separator "
+        f"{vocab.separator_id}, padding {vocab.pad_id}; {vocab.size} ids in all"
+    ]
 
     cheetah = mujoco_timestep("halfcheetah", seed)
     cheetah_ids, cheetah_kinds = timestep_tokens(cheetah, tokenizer)
     obs_ids = cheetah_ids[: len(cheetah.observation)]
     decoded = tokenizer.decode_continuous(obs_ids)
-    lines.append(f"\nHalfCheetah timestep: {len(cheetah.observation)} joint readings + '|' + "
-                 f"{len(cheetah.action)} torques = {len(cheetah_ids)} tokens")
+    lines.append(
+        f"\nHalfCheetah timestep: {len(cheetah.observation)} joint readings + '|' + "
+        f"{len(cheetah.action)} torques = {len(cheetah_ids)} tokens"
+    )
     lines.append("  reading     mu-law      id   decoded")
     for value, id_, back in list(zip(cheetah.observation, obs_ids, decoded))[:5]:
-        lines.append(f"  {value:8.4f}  {float(mu_law_encode(value, config.mu, config.mu_law_m)):8.4f}  {id_:6d}  {back:8.4f}")
-    lines.append(f"  ... max |reading - decoded| over all {len(obs_ids)}: {np.max(np.abs(cheetah.observation - decoded)):.4f}")
-    action_ids = cheetah_ids[-len(cheetah.action):]
-    lines.append(f"  torques {np.round(cheetah.action, 3).tolist()} -> ids {action_ids.tolist()} "
-                 f"-> {np.round(tokenizer.decode_actions(action_ids), 3).tolist()} (not companded)")
+        lines.append(
+            f"  {value:8.4f}  {float(mu_law_encode(value, config.mu, config.mu_law_m)):8.4f}  {id_:6d}  {back:8.4f}"
+        )
+    lines.append(
+        f"  ... max |reading - decoded| over all {len(obs_ids)}: {np.max(np.abs(cheetah.observation - decoded)):.4f}"
+    )
+    action_ids = cheetah_ids[-len(cheetah.action) :]
+    lines.append(
+        f"  torques {np.round(cheetah.action, 3).tolist()} -> ids {action_ids.tolist()} "
+        f"-> {np.round(tokenizer.decode_actions(action_ids), 3).tolist()} (not companded)"
+    )
 
     pong = atari_timestep("pong", seed)
     pong_ids, pong_kinds = timestep_tokens(pong, tokenizer)
     rows, cols = patch_grid(*pong.observation.shape[:2], config.patch_size)
     patches = tokenizer.encode_image(pong.observation)
-    lines.append(f"\nPong frame {pong.observation.shape[0]}x{pong.observation.shape[1]}x3 -> padded to "
-                 f"{rows * config.patch_size}x{cols * config.patch_size} -> {rows}x{cols} = {rows * cols} patches "
-                 f"of shape {tuple(patches.shape[1:])}, pixels in [{patches.min():.3f}, {patches.max():.3f}]")
-    lines.append(f"  timestep = {rows * cols} patch tokens + '|' + 1 button = {len(pong_ids)} tokens; "
-                 f"button 2 (RIGHT) -> id {pong_ids[-1]}")
+    lines.append(
+        f"\nPong frame {pong.observation.shape[0]}x{pong.observation.shape[1]}x3 -> padded to "
+        f"{rows * config.patch_size}x{cols * config.patch_size} -> {rows}x{cols} = {rows * cols} patches "
+        f"of shape {tuple(patches.shape[1:])}, pixels in [{patches.min():.3f}, {patches.max():.3f}]"
+    )
+    lines.append(
+        f"  timestep = {rows * cols} patch tokens + '|' + 1 button = {len(pong_ids)} tokens; "
+        f"button 2 (RIGHT) -> id {pong_ids[-1]}"
+    )
 
     text = "Gato plays Atari from pixels."
     text_ids = tokenizer.encode_text(text)
@@ -147,11 +166,27 @@ def _kind_color(kind: str) -> str:
 def plot_token_strip(ax, kinds: list[str], labels=None, max_labels: int = 40) -> None:
     """A row of coloured cells, one per token, coloured by kind, with the ids written in."""
     for i, kind in enumerate(kinds):
-        ax.add_patch(Rectangle((i, 0), 1, 1, facecolor=_kind_color(kind), edgecolor="white",
-                               lw=0.5 if len(kinds) <= max_labels else 0.1))
+        ax.add_patch(
+            Rectangle(
+                (i, 0),
+                1,
+                1,
+                facecolor=_kind_color(kind),
+                edgecolor="white",
+                lw=0.5 if len(kinds) <= max_labels else 0.1,
+            )
+        )
         if labels is not None and len(kinds) <= max_labels and labels[i] >= 0:
-            ax.text(i + 0.5, 0.5, str(labels[i]), rotation=90, ha="center", va="center", fontsize=6.5,
-                    color="white" if kind in ("separator", "text") or kind.endswith("action") else "black")
+            ax.text(
+                i + 0.5,
+                0.5,
+                str(labels[i]),
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if kind in ("separator", "text") or kind.endswith("action") else "black",
+            )
     ax.set_xlim(0, len(kinds))
     ax.set_ylim(0, 1)
     ax.set_yticks([])
@@ -162,5 +197,10 @@ def plot_token_strip(ax, kinds: list[str], labels=None, max_labels: int = 40) ->
 def token_legend(fig, kinds) -> None:
     """One legend for all token strips of `fig`, one entry per kind present."""
     seen = list(dict.fromkeys(kinds))
-    fig.legend(handles=[Patch(facecolor=_kind_color(k), edgecolor="#999999", label=k) for k in seen],
-               loc="lower center", ncol=len(seen), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(
+        handles=[Patch(facecolor=_kind_color(k), edgecolor="#999999", label=k) for k in seen],
+        loc="lower center",
+        ncol=len(seen),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02),
+    )

@@ -1,0 +1,152 @@
+"""The benchmark commands of `python -m gato_min`: each prints figures measured side by side in
+one run (`gato_min.tools.benchmarks`), never a timed assertion."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from gato_min.config import GatoConfig
+from gato_min.data.collect import collect
+from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
+
+
+def _bench_collect(args) -> int:
+    print(f"collection speed, {args.task}/{args.tier}, {args.episodes} episodes per run")
+    print(f"{'envs':>5s} {'steps':>8s} {'seconds':>8s} {'steps/s':>8s}")
+    for num_envs in args.num_envs:
+        data = collect(args.task, args.tier, args.episodes, seed=0, num_envs=num_envs, progress=False)
+        steps, seconds = data.attrs["steps"], data.attrs["seconds"]
+        print(f"{num_envs:5d} {steps:8d} {seconds:8.2f} {steps / seconds:8.0f}")
+    return 0
+
+
+def _bench_batches(args) -> int:
+    config = GatoConfig.from_preset(args.preset)
+    print(
+        f"batch assembly (1 thread) vs a training step of {args.preset} ({args.batch_size} x "
+        f"{config.context_length} tokens)"
+    )
+    print(f"{'task':12s} {'assembly tok/s':>15s} {'training tok/s':>15s} {'threads':>8s} {'ratio':>7s}")
+    for row in bench_batches(config, args.batch_size, args.repeats, args.threads):
+        print(
+            f"{row['task']:12s} {row['assembly_tokens_per_s']:15,.0f} {row['train_tokens_per_s']:15,.0f} "
+            f"{row['threads']:8d} {row['ratio']:6.1f}x"
+        )
+    return 0
+
+
+def _bench_train(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = GatoConfig.from_preset(args.preset)
+    result = bench_train(config, args.batch_size, args.repeats, args.task)
+    print(
+        f"training step, {args.preset}, {args.batch_size} x {config.context_length} tokens of {args.task}, "
+        f"{result['threads']} threads; float32 matmul peak {result['peak_flops'] / 1e9:.1f} GFLOP/s"
+    )
+    print(f"{'model':10s} {'parameters':>11s} {'s/step':>8s} {'tokens/s':>10s} {'GFLOP/step':>11s} {'MFU':>6s}")
+    for name, row in result["rows"].items():
+        print(
+            f"{name:10s} {result['parameters'][name]:11,d} {row['step_s']:8.3f} {row['tokens_per_s']:10,.0f} "
+            f"{row['flops_per_step'] / 1e9:11.1f} {row['mfu']:6.1%}"
+        )
+    print(f"gato_min / GPT-2 throughput: {result['speedup']:.2f}x")
+    return 0
+
+
+def _bench_processes(args) -> int:
+    config = GatoConfig.from_preset(
+        args.preset, **({"context_length": args.context_length} if args.context_length else {})
+    )
+    result = bench_processes(config, args.batch_size, args.steps, args.processes, args.rounds, args.task)
+    p = result["processes"]
+    print(
+        f"training step, {args.preset}, {args.batch_size} x {config.context_length} tokens of {args.task}, "
+        f"{args.steps} steps x {args.rounds} rounds each, alternately"
+    )
+    print(f"{'':26s} {'s/step':>8s} {'tokens/s':>10s}")
+    for name, label in (("threads", f"1 process x {p} threads"), ("processes", f"{p} processes x 1 thread")):
+        row = result["rows"][name]
+        print(f"{label:26s} {row['step_s']:8.3f} {row['tokens_per_s']:10,.0f}")
+    print(f"processes / threads throughput: {result['ratio']:.2f}x")
+    return 0
+
+
+def _bench_act(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = GatoConfig.from_preset(args.preset)
+    result = bench_act(config, args.task, args.repeats, tuple(args.envs), args.episode_steps)
+    print(
+        f"acting, {args.preset}, {args.task}, full context of {result['context_length']} tokens, "
+        f"{result['threads']} threads"
+    )
+    print(
+        f"per action token: cached {result['cached_s'] * 1e3:.2f} ms, recomputing the context "
+        f"{result['recomputed_s'] * 1e3:.2f} ms: {result['speedup']:.1f}x faster with the cache "
+        f"({result['action_tokens']} action tokens per step)"
+    )
+    for row in result["rollouts"]:
+        print(
+            f"batched rollout, {row['envs']:3d} envs: {row['env_steps_per_s']:8,.0f} env-steps/s "
+            f"({row['env_steps']} steps in {row['seconds']:.1f} s)"
+        )
+    return 0
+
+
+def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add bench-collect, bench-batches, bench-train, bench-processes and bench-act to `sub`."""
+    p = sub.add_parser(
+        "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
+    )
+    p.add_argument("--task", default="hopper", help="a task")
+    p.add_argument("--tier", default="expert")
+    p.add_argument("--episodes", type=int, default=16)
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 8])
+    p.set_defaults(func=_bench_collect)
+
+    p = sub.add_parser(
+        "bench-batches", parents=[common], help="batch assembly tokens/s (1 core) vs what a training step consumes"
+    )
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the training step (default: all)")
+    p.set_defaults(func=_bench_batches)
+
+    p = sub.add_parser(
+        "bench-train", parents=[common], help="training tokens/s and MFU of gato_min vs a same-shape Hugging Face GPT-2"
+    )
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--task", default="halfcheetah")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.set_defaults(func=_bench_train)
+
+    p = sub.add_parser(
+        "bench-processes",
+        parents=[common],
+        help="training tokens/s: one process with P threads vs P one-thread DDP workers",
+    )
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--task", default="halfcheetah")
+    p.set_defaults(func=_bench_processes)
+
+    p = sub.add_parser(
+        "bench-act", parents=[common], help="per-action latency with vs without the key/value cache; env-steps/s"
+    )
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--task", default="halfcheetah")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--envs", nargs="+", type=int, default=[1, 8], help="batch sizes of the rollouts")
+    p.add_argument("--episode-steps", type=int, default=200, help="steps per rollout episode")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_bench_act)
