@@ -1,4 +1,5 @@
-# make test   unit tests + executed chapters (pytest --nbval), in .venv, created if missing
+# make test   lint and format check (ruff), unit tests, executed chapters (pytest --nbval), in .venv
+# make lint   ruff check + ruff format --check only
 # make demo   the whole job on this machine: collect expert data, train, play and score (~10 min, runs/demo)
 # make chapters   re-execute and clean every chapter, regenerate media/
 # make text-model retrain the shipped SentencePiece model from its committed corpus
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with chapters/sanitize.cfg --nbval-cell-timeout 600
 
-.PHONY: test unit nbval demo chapters text-model experts clean
+.PHONY: test lint unit nbval demo chapters text-model experts clean
 
 $(STAMP): environment.yml pyproject.toml tools/pins.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +20,14 @@ $(STAMP): environment.yml pyproject.toml tools/pins.py
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests/ -q
 	$(PY) -m pytest $(NBVAL) chapters/ -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/ -q
