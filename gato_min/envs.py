@@ -186,7 +186,7 @@ def resolve_task(name: str) -> TaskSpec:
         if spec.env_id == name:
             return spec
     if name.startswith("ALE/"):
-        import ale_py
+        import ale_py  # only Atari needs it: importing it registers the ALE environments
 
         gym.register_envs(ale_py)
     if name in gym.registry:
@@ -196,7 +196,7 @@ def resolve_task(name: str) -> TaskSpec:
 
 def _gym_make(env_id: str, **kwargs):
     if env_id.startswith("ALE/"):
-        import ale_py
+        import ale_py  # only Atari needs it: importing it registers the ALE environments
 
         gym.register_envs(ale_py)
     return gym.make(env_id, **kwargs)

@@ -9,6 +9,9 @@ import json
 import os
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -32,8 +35,6 @@ def atomic_write_json(path: str | Path, data) -> Path:
 
 
 def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
@@ -44,8 +45,6 @@ def atomic_save_safetensors(tensors: dict, path: str | Path, metadata: dict[str,
 
 def atomic_torch_save(obj, path: str | Path) -> Path:
     """`torch.save` of plain containers of tensors and numbers (loadable with weights_only=True)."""
-    import torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)

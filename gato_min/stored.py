@@ -25,6 +25,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from gato_min.files import atomic_write_bytes, atomic_write_text
 
 STORED_RUNS_URL = "https://raw.githubusercontent.com/gato-min/gato_min/main/results"
@@ -135,8 +137,6 @@ def stored_run(name: str, files: list[str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stale = [f for f in wanted if not _is_current(folder / f, entries[f])]
     if stale:
-        from tqdm.auto import tqdm
-
         for file in tqdm(stale, desc=f"downloading {name}", unit="file", disable=len(stale) <= 1):
             _fetch_into(folder, name, file, entries[file])
     return folder

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
+import torch
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,6 @@ def normalize_pixels(pixels, patch_size: int = 16):
     patches itself, so batches move 4x fewer bytes).
     """
     try:
-        import torch
-
         if isinstance(pixels, torch.Tensor):
             if pixels.dtype != torch.uint8:
                 raise TypeError(f"pixels must be uint8 in [0, 255], got dtype {pixels.dtype}")
@@ -252,8 +252,6 @@ class TextTokenizer:
     """SentencePiece text tokenization (Sec. 2.1); ids are [0, vocab_size)."""
 
     def __init__(self, model_file: str | Path):
-        import sentencepiece as spm
-
         model_file = Path(model_file)
         if not model_file.is_file():
             raise FileNotFoundError(f"SentencePiece model file {model_file} does not exist")

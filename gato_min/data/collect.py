@@ -160,7 +160,7 @@ def load_user_policy(source):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"policy file {path} does not exist")
-        import stable_baselines3
+        import stable_baselines3  # an optional extra ([experts]), needed only for SB3 policy files
 
         with zipfile.ZipFile(
             path

@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from gato_min.data.episodes import Episode, EpisodeSet, flatten_nested
@@ -32,8 +33,6 @@ MINARI_KEYS = ("observations", "actions", "rewards", "terminations", "truncation
 
 
 def _open_hdf5(path: Path):
-    import h5py
-
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
     if not path.is_file():
@@ -47,8 +46,6 @@ def _open_hdf5(path: Path):
 
 
 def _read_dataset(handle, key: str, path: Path, where: str = "") -> np.ndarray:
-    import h5py
-
     if key not in handle:
         raise KeyError(
             f"{path}: missing {where}{key!r}; expected keys {', '.join(D4RL_KEYS if not where else MINARI_KEYS)}"
@@ -77,8 +74,6 @@ def _attr_value(value):
 
 def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = None) -> Path:
     """Write episodes as one D4RL-format HDF5 file (atomically); `attrs` become file attributes."""
-    import h5py
-
     if not episodes:
         raise ValueError("write_d4rl needs at least one episode")
     path = Path(path)
@@ -152,8 +147,6 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
 
 
 def _read_minari_node(node, path: Path, where: str):
-    import h5py
-
     if isinstance(node, h5py.Group):  # a dict observation space: keys in lexicographic order
         return {key: _read_minari_node(node[key], path, f"{where}{key}/") for key in sorted(node)}
     try:

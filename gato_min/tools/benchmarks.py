@@ -118,7 +118,7 @@ def train_flops_per_step(config, batch, head_positions: int) -> float:
 
 def _gpt2_for(config):
     """A Hugging Face GPT-2 of the same width, depth, heads, feed-forward size, vocabulary and context."""
-    import transformers
+    import transformers  # an optional extra ([bench]), needed only by bench-train
     from transformers import GPT2Config, GPT2LMHeadModel
 
     transformers.logging.set_verbosity_error()  # (it warns about GPT-2's own bos/eos ids, unused here)

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from gato_min.data.policies import MLPPolicy, export_policy, load_policy
 from gato_min.envs import get_task, make_env
@@ -174,8 +175,6 @@ def _train_expert(
         from stable_baselines3.common.noise import NormalActionNoise
     except ImportError:
         raise ImportError("training experts needs Stable-Baselines3: pip install -e .[experts]") from None
-    from tqdm.auto import tqdm
-
     spec = get_task(task)
     if spec.family != "mujoco":
         raise ValueError(f"task {task!r} is an {spec.family} task; TD3 experts are trained for mujoco tasks only")

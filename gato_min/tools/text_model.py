@@ -19,6 +19,8 @@ import io
 import re
 from pathlib import Path
 
+import sentencepiece as spm
+
 from gato_min.files import atomic_write_bytes, atomic_write_text
 from gato_min.tokenize import CORPUS_FILE, shipped_text_model
 
@@ -27,7 +29,7 @@ model_file = shipped_text_model  # where the model of a vocabulary size is shipp
 
 def collect_prose(repo_root: str | Path) -> str:
     """The English prose of the chapters' markdown cells and README.md, one paragraph a line."""
-    import jupytext
+    import jupytext  # a [notebooks] extra, needed only to re-collect the prose
 
     repo_root = Path(repo_root)
     blocks: list[str] = []
@@ -55,8 +57,6 @@ def train_text_model(
     corpus_file: str | Path = CORPUS_FILE, vocab_size: int = 1024, out_file: str | Path | None = None
 ) -> Path:
     """Train the BPE SentencePiece model on `corpus_file`; write it atomically; return its path."""
-    import sentencepiece as spm
-
     corpus_file = Path(corpus_file)
     if not corpus_file.is_file():
         raise FileNotFoundError(f"text corpus {corpus_file} does not exist; run with --refresh-corpus")
