@@ -49,18 +49,10 @@ def train_processes(
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("train_processes starts its own workers; under torchrun, call train instead")
+    run = (config, data, settings, str(out))
+    options = dict(cache=cache, device="cpu", threads=threads, progress=progress, stop_after=stop_after)
     if processes == 1:
-        train(
-            config,
-            data,
-            settings,
-            out,
-            cache=cache,
-            device="cpu",
-            threads=threads,
-            progress=progress,
-            stop_after=stop_after,
-        )
+        train(*run, **options)
     else:
         if settings.batch_size % processes:
             raise ValueError(f"batch_size {settings.batch_size} does not split over {processes} processes")
@@ -69,19 +61,7 @@ def train_processes(
         try:
             mp.start_processes(
                 _worker,
-                args=(
-                    processes,
-                    distributed.free_port(),
-                    specs,
-                    config,
-                    data,
-                    settings,
-                    str(out),
-                    cache,
-                    threads,
-                    progress,
-                    stop_after,
-                ),
+                args=(processes, distributed.free_port(), specs, run, options),
                 nprocs=processes,
                 start_method="spawn",
             )
@@ -94,37 +74,15 @@ def train_processes(
     return json.loads(RunFolder(out).summary.read_text())
 
 
-def _worker(
-    rank: int,
-    world: int,
-    port: int,
-    specs: list[dict],
-    config,
-    data,
-    settings,
-    out,
-    cache,
-    threads,
-    progress,
-    stop_after,
-) -> None:
-    """One process of `train_processes`: joins the group as torchrun would have it, trains, leaves."""
+def _worker(rank: int, world: int, port: int, specs: list[dict], run: tuple, options: dict) -> None:
+    """One process of `train_processes`: joins the group as torchrun would have it, registers the
+    user's tasks, trains `run` (config, data, settings, out) with `options`, leaves."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
     )
     for spec in specs:
         add_task(TaskSpec.from_dict(spec))
     try:
-        train(
-            config,
-            data,
-            settings,
-            out,
-            cache=cache,
-            device="cpu",
-            threads=threads,
-            progress=progress,
-            stop_after=stop_after,
-        )
+        train(*run, **options)
     finally:
         distributed.leave()

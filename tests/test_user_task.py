@@ -26,6 +26,27 @@ CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 SETTINGS = TrainSettings(
     steps=4, batch_size=4, warmup_steps=1, log_every=2, eval_every=4, checkpoint_every=4, eval_batches=1
 )
+TINY_RUN = [
+    "--preset",
+    "cpu-tiny",
+    "--context-length",
+    "96",
+    "--steps",
+    "2",
+    "--batch-size",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--log-every",
+    "1",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--eval-batches",
+    "1",
+    "--no-progress",
+]
 GAINS = np.array([1.0, 10.0, 1.0, 1.0])  # a linear controller that balances InvertedPendulum-v5
 
 
@@ -98,10 +119,6 @@ def test_a_run_folder_brings_its_user_tasks_along(pendulum, tmp_path):
             "train",
             "--out",
             str(run),
-            "--preset",
-            "cpu-tiny",
-            "--context-length",
-            "96",
             "--tasks",
             "pendulum",
             "--episodes",
@@ -110,21 +127,7 @@ def test_a_run_folder_brings_its_user_tasks_along(pendulum, tmp_path):
             "0.25",
             "--min-return-fraction",
             "0",
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--warmup-steps",
-            "1",
-            "--log-every",
-            "1",
-            "--eval-every",
-            "2",
-            "--checkpoint-every",
-            "2",
-            "--eval-batches",
-            "1",
-            "--no-progress",
+            *TINY_RUN,
         ]
     )
     assert json.loads(RunFolder(run).data.read_text())["tasks"] == list(data_settings.tasks)
@@ -228,10 +231,6 @@ def test_training_on_your_own_d4rl_or_minari_file_by_env_id(pendulum, tmp_path):
                     "train",
                     "--out",
                     str(run),
-                    "--preset",
-                    "cpu-tiny",
-                    "--context-length",
-                    "96",
                     "--tasks",
                     "InvertedPendulum-v5",
                     "--datasets",
@@ -240,21 +239,7 @@ def test_training_on_your_own_d4rl_or_minari_file_by_env_id(pendulum, tmp_path):
                     "0",
                     "--heldout-fraction",
                     "0.25",
-                    "--steps",
-                    "2",
-                    "--batch-size",
-                    "2",
-                    "--warmup-steps",
-                    "1",
-                    "--log-every",
-                    "1",
-                    "--eval-every",
-                    "2",
-                    "--checkpoint-every",
-                    "2",
-                    "--eval-batches",
-                    "1",
-                    "--no-progress",
+                    *TINY_RUN,
                 ]
             )
             == 0

@@ -115,19 +115,7 @@ def task_episodes(task: str, settings: DataSettings, cache=None, progress: bool 
         for episode in data:
             episode.observations = episode.observations.reshape(len(episode), *spec.observation_shape)
     else:
-        if settings.tier != "random":
-            check_tier(task, settings.tier)
-        noise = 0.0 if spec.discrete_actions else settings.action_noise
-        data = load_or_collect(
-            task,
-            settings.tier,
-            settings.episodes,
-            settings.data_seed,
-            cache=cache,
-            progress=progress,
-            action_noise=noise,
-            record=settings.record if noise else "played",
-        )
+        data = load_or_collect(task, **_collection(task, settings), cache=cache, progress=progress)
     episodes = list(data)
     if settings.min_return_fraction > 0:
         ref = reference_returns(task)
@@ -149,30 +137,25 @@ def task_episodes(task: str, settings: DataSettings, cache=None, progress: bool 
     return episodes[:-held], episodes[-held:], len(data)
 
 
+def _collection(task: str, settings: DataSettings) -> dict:
+    """The arguments of `gato_min.data.collect` that give `task`'s episodes under `settings`."""
+    if settings.tier != "random":
+        check_tier(task, settings.tier)
+    noise = 0.0 if get_task(task).discrete_actions else settings.action_noise
+    return dict(
+        tier=settings.tier,
+        episodes=settings.episodes,
+        seed=settings.data_seed,
+        action_noise=noise,
+        record=settings.record if noise else "played",
+    )
+
+
 def prepare(settings: DataSettings, cache=None, progress: bool = True) -> None:
     """Collect into the cache every dataset the run will read (nothing for user datasets or text)."""
     for task in settings.tasks:
         if task == TEXT_TASK or settings.dataset_of(task) is not None:
             continue
-        spec = get_task(task)
-        noise = 0.0 if spec.discrete_actions else settings.action_noise
-        path = dataset_path(
-            task,
-            settings.tier,
-            settings.episodes,
-            settings.data_seed,
-            cache,
-            noise,
-            settings.record if noise else "played",
-        )
-        if not path.exists():
-            collect_to_file(
-                task,
-                settings.tier,
-                settings.episodes,
-                settings.data_seed,
-                cache=cache,
-                progress=progress,
-                action_noise=noise,
-                record=settings.record if noise else "played",
-            )
+        arguments = _collection(task, settings)
+        if not dataset_path(task, **arguments, cache=cache).exists():
+            collect_to_file(task, **arguments, cache=cache, progress=progress)
