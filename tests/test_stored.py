@@ -76,6 +76,49 @@ def test_runs_named_in_chapters_are_stored():
     assert named and named <= set(stored.load_manifest())
 
 
+def test_chapters_stored_runs_load_from_an_installed_copy(tmp_path):
+    """What chapters 06-08 read, read from a copy of the package with no repository beside it:
+    every stored run they name is fetched whole and opens as a run (config, data, settings,
+    metrics, weights, evaluation reports)."""
+    pattern = re.compile(r"""stored_run\(\s*(["'])([^"']+)\1""")
+    named = sorted(
+        {m.group(2) for path in (REPO / "chapters").glob("*.py") for m in pattern.finditer(path.read_text())}
+    )
+    assert {"halfcheetah-cpu-small", "halfcheetah-30min"} <= set(named)
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "gato_min", site / "gato_min", ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "GATO_MIN_RESULTS"}
+    env.update(PYTHONPATH=str(site), GATO_MIN_CACHE=str(tmp_path / "cache"), GATO_MIN_RESULTS_URL=RESULTS.as_uri())
+    script = f"""
+import json, gato_min
+from gato_min.runs import RunFolder, load_model, read_config, read_data_settings, read_settings
+from gato_min.stored import stored_run
+out = {{"package": gato_min.__file__}}
+for name in {named!r}:
+    run = stored_run(name)
+    data = read_data_settings(run)
+    model = load_model(run, task=data.tasks[0])
+    reports = sorted(p.parent.name for p in run.glob("eval*/report.json"))
+    out[name] = [str(run), read_config(run).context_length, read_settings(run).steps, len(RunFolder(run).rows()),
+                 model.num_parameters(), reports]
+print(json.dumps(out))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(out["package"]).resolve() == (site / "gato_min" / "__init__.py").resolve()
+    for name in named:
+        folder, context, steps, rows, parameters, reports = out[name]
+        assert Path(folder) == tmp_path / "cache" / "results" / name
+        assert context == json.loads((RESULTS / name / "config.json").read_text())["context_length"]
+        assert rows == len((RESULTS / name / "metrics.jsonl").read_text().splitlines()) and steps > 0
+        assert parameters > 1_000_000 and reports and all(r.startswith("eval") for r in reports)
+
+
 def test_fetches_once_then_uses_the_cache(no_checkout, monkeypatch):
     folder = stored.stored_run(RUN, SMALL)
     assert folder == no_checkout / RUN
