@@ -64,7 +64,10 @@ class RunFolder:
                     f"{self.path} holds a run with other settings ({'; '.join(differences)}); "
                     "resume it with the same ones or choose another --out"
                 )
-            if settings.steps != stored.steps:
+            legacy = not self.data.exists()  # a run from before data.json: its two halves are written apart
+            if legacy:
+                atomic_write_json(self.data, to_dict(data))
+            if settings.steps != stored.steps or legacy:
                 atomic_write_json(self.settings, to_dict(settings))
             return self.checkpoint.exists()
         if self.path.exists() and any(self.path.iterdir()):
@@ -113,16 +116,34 @@ def read_config(run_dir: str | Path) -> GatoConfig:
     return GatoConfig.from_json(path.read_text())
 
 
+def _split_legacy(run_dir: str | Path) -> tuple[dict, dict] | None:
+    """(data, train) halves of a settings.json written before data.json existed (one flat
+    object holding both), or None for a run of today's layout."""
+    run = RunFolder(run_dir)
+    if run.data.exists() or not run.settings.is_file():
+        return None
+    stored = _read_json(run.settings, run_dir)
+    if not isinstance(stored, dict) or "tasks" not in stored:
+        return None
+    data_keys = {f.name for f in dataclasses.fields(DataSettings)}
+    return (
+        {k: v for k, v in stored.items() if k in data_keys},
+        {k: v for k, v in stored.items() if k not in data_keys},
+    )
+
+
 def read_data_settings(run_dir: str | Path) -> DataSettings:
     """What the run trains on; registers the user tasks it names (its tasks.json) first."""
     register_run_tasks(run_dir)
     path = RunFolder(run_dir).data
-    return from_dict(DataSettings, _read_json(path, run_dir), str(path))
+    legacy = _split_legacy(run_dir)
+    return from_dict(DataSettings, legacy[0] if legacy else _read_json(path, run_dir), str(path))
 
 
 def read_settings(run_dir: str | Path) -> TrainSettings:
     path = RunFolder(run_dir).settings
-    return from_dict(TrainSettings, _read_json(path, run_dir), str(path))
+    legacy = _split_legacy(run_dir)
+    return from_dict(TrainSettings, legacy[1] if legacy else _read_json(path, run_dir), str(path))
 
 
 def register_run_tasks(run_dir: str | Path) -> list[TaskSpec]:

@@ -20,7 +20,7 @@ from gato_min.data.training_set import DataSettings
 from gato_min.launch import train_processes
 from gato_min.model import GatoModel
 from gato_min.optim import TrainSettings, learning_rate, parameter_groups
-from gato_min.runs import RunFolder, load_model
+from gato_min.runs import RunFolder, load_model, read_data_settings, read_settings
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TokenizedEpisodes
 from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
@@ -343,3 +343,18 @@ def test_bench_processes_times_threads_and_workers_on_the_same_sequences():
     assert torch.get_num_threads() == threads  # the caller's setting is given back
     with pytest.raises(ValueError, match="divide batch_size 5"):
         bench_processes(CONFIG, batch_size=5, processes=2)
+
+
+def test_a_run_from_before_data_json_is_read_and_resumed(tmp_path):
+    """Runs written when settings.json held the data fields too still load, and a resume splits them."""
+    run = RunFolder(tmp_path / "old")
+    assert run.claim(CONFIG, _data(), _settings()) is False
+    flat = json.loads(run.data.read_text()) | json.loads(run.settings.read_text())
+    run.data.unlink()
+    run.settings.write_text(json.dumps(flat))
+    assert read_data_settings(run.path) == _data() and read_settings(run.path) == _settings()
+    with pytest.raises(ValueError, match="data.episodes: stored 4, given 5"):
+        run.claim(CONFIG, _data(episodes=5), _settings())
+    assert run.claim(CONFIG, _data(), _settings()) is False
+    assert read_data_settings(run.path) == _data() and "tasks" not in json.loads(run.settings.read_text())
+    assert json.loads(run.settings.read_text()) == json.loads(json.dumps(dataclasses.asdict(_settings())))
