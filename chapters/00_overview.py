@@ -40,10 +40,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import importlib
@@ -102,31 +100,20 @@ def module_exists(name: str) -> bool:
 fig, ax = plt.subplots(figsize=(9, 1.9))
 for i, (label, module) in enumerate(STAGES):
     built = module_exists(module)
-    ax.add_patch(
-        FancyBboxPatch(
-            (i * 1.5, 0),
-            1.15,
-            1,
-            boxstyle="round,pad=0.05",
-            facecolor=PALETTE[2] if built else "white",
-            edgecolor=PALETTE[5],
-            linestyle="-" if built else "--",
-            lw=1.2,
-        )
-    )
+    ax.add_patch(FancyBboxPatch((i * 1.5, 0), 1.15, 1, boxstyle="round,pad=0.05",
+                                facecolor=PALETTE[2] if built else "white", edgecolor=PALETTE[5],
+                                linestyle="-" if built else "--", lw=1.2))
     ax.text(i * 1.5 + 0.575, 0.5, label, ha="center", va="center", fontsize=9)
     if i:
-        ax.add_patch(
-            FancyArrowPatch(
-                ((i - 1) * 1.5 + 1.2, 0.5), (i * 1.5 - 0.05, 0.5), arrowstyle="-|>", mutation_scale=12, color=PALETTE[0]
-            )
-        )
+        ax.add_patch(FancyArrowPatch(((i - 1) * 1.5 + 1.2, 0.5), (i * 1.5 - 0.05, 0.5),
+                                     arrowstyle="-|>", mutation_scale=12, color=PALETTE[0]))
 ax.set_xlim(-0.1, len(STAGES) * 1.5 - 0.2)
 ax.set_ylim(-0.15, 1.15)
 ax.axis("off")
 ax.set_title("gato_min: one pipeline from environment to action (solid = built so far)")
 save_figure(fig, "00_pipeline")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # ## A tour of the package
 #
@@ -154,10 +141,8 @@ for info in pkgutil.walk_packages(gato_min.__path__, prefix="gato_min."):
 columns = ("blocks", "heads", "width", "ff")
 print(f"{'preset':12s} " + " ".join(f"{c:>6s}" for c in columns) + f" {'kv':>4s} {'context':>8s} {'text vocab':>11s}")
 for name, cfg in PRESETS.items():
-    print(
-        f"{name:12s} {cfg.n_layer:6d} {cfg.n_head:6d} {cfg.d_model:6d} {cfg.d_ff:6d} {cfg.d_head:4d} "
-        f"{cfg.context_length:8d} {cfg.text_vocab_size:11d}"
-    )
+    print(f"{name:12s} {cfg.n_layer:6d} {cfg.n_head:6d} {cfg.d_model:6d} {cfg.d_ff:6d} {cfg.d_head:4d} "
+          f"{cfg.context_length:8d} {cfg.text_vocab_size:11d}")
 
 # %% [markdown]
 # ## A check: the sizes match the paper
@@ -182,8 +167,6 @@ print("continuous values live in ids [32000, 33024) as in Sec. 2.1")
 # %%
 text_vocab_size = 4096  # try 1024, 8000, 32000
 layout = GatoConfig.from_preset("cpu-small", text_vocab_size=text_vocab_size).vocab
-print(
-    f"text [0, {layout.text_size}), continuous [{layout.continuous_offset}, "
-    f"{layout.continuous_offset + layout.num_bins}), separator {layout.separator_id}, "
-    f"padding {layout.pad_id}: {layout.size} ids"
-)
+print(f"text [0, {layout.text_size}), continuous [{layout.continuous_offset}, "
+      f"{layout.continuous_offset + layout.num_bins}), separator {layout.separator_id}, "
+      f"padding {layout.pad_id}: {layout.size} ids")

@@ -33,10 +33,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import matplotlib.pyplot as plt
@@ -87,12 +85,10 @@ tokenizer = Tokenizer(config)
 fig, axes = plt.subplots(2, 1, figsize=(8, 2.4))
 for ax, (name, cfg) in zip(axes, [("paper (gato-1.18b)", paper), ("this book (cpu-small)", config)]):
     v = cfg.vocab
-    spans = [
-        ("text", 0, v.text_size, TOKEN_COLORS["text"]),
-        ("discrete (shared with text)", 0, v.num_bins, TOKEN_COLORS["discrete"]),
-        ("continuous", v.continuous_offset, v.num_bins, TOKEN_COLORS["continuous"]),
-        ("| and pad", v.separator_id, 2, TOKEN_COLORS["separator"]),
-    ]
+    spans = [("text", 0, v.text_size, TOKEN_COLORS["text"]),
+             ("discrete (shared with text)", 0, v.num_bins, TOKEN_COLORS["discrete"]),
+             ("continuous", v.continuous_offset, v.num_bins, TOKEN_COLORS["continuous"]),
+             ("| and pad", v.separator_id, 2, TOKEN_COLORS["separator"])]
     for label, start, width, color in spans:
         y = 0.55 if label.startswith("discrete") else 0.0
         ax.barh(y, max(width, v.size * 0.004), left=start, height=0.45, color=color, label=label)
@@ -103,14 +99,13 @@ axes[0].legend(loc="center left", bbox_to_anchor=(1.0, -0.3), fontsize=8)
 axes[1].set_xlabel("token id")
 fig.tight_layout()
 save_figure(fig, "01_vocabulary")
-plt.show()
+plt.show();
+
 # %%
 for name, cfg in [("paper", paper), ("cpu-small", config)]:
     v = cfg.vocab
-    print(
-        f"{name:9s} text [0, {v.text_size}) | discrete [0, {v.num_bins}) | continuous "
-        f"[{v.continuous_offset}, {v.continuous_offset + v.num_bins}) | separator {v.separator_id} | pad {v.pad_id}"
-    )
+    print(f"{name:9s} text [0, {v.text_size}) | discrete [0, {v.num_bins}) | continuous "
+          f"[{v.continuous_offset}, {v.continuous_offset + v.num_bins}) | separator {v.separator_id} | pad {v.pad_id}")
 assert (paper.vocab.continuous_offset, paper.vocab.continuous_offset + paper.vocab.num_bins) == (32000, 33024)
 
 # %% [markdown]
@@ -163,7 +158,7 @@ ax2.set_ylabel("bin width in x")
 ax2.set_title("1024 uniform bins, seen in x")
 fig.tight_layout()
 save_figure(fig, "01_mu_law")
-plt.show()
+plt.show();
 print(f"narrowest bin {widths.min():.2e} wide (at 0), widest {widths.max():.3f} (at +-256)")
 
 # %% [markdown]
@@ -181,36 +176,24 @@ companded_error = np.abs(mu_law_encode(np.clip(readings, -M, M)) - mu_law_encode
 half_bin = 1.0 / config.num_bins
 assert ids.min() >= config.vocab.continuous_offset and ids.max() < config.vocab.separator_id
 assert companded_error.max() <= half_bin + 1e-12
-print(
-    f"ids in [{ids.min()}, {ids.max()}]; max companded error {companded_error.max():.6f} <= half a bin {half_bin:.6f}"
-)
+print(f"ids in [{ids.min()}, {ids.max()}]; max companded error {companded_error.max():.6f} "
+      f"<= half a bin {half_bin:.6f}")
 
 inside = np.abs(readings) <= M
 fig, ax = plt.subplots(figsize=(7, 3))
 order = np.argsort(np.abs(readings[inside]))
-ax.loglog(
-    np.abs(readings[inside])[order][::50],
-    np.abs(readings - decoded)[inside][order][::50],
-    ".",
-    ms=1.5,
-    color=PALETTE[5],
-    label="mu-law then bins (observations)",
-)
+ax.loglog(np.abs(readings[inside])[order][::50], np.abs(readings - decoded)[inside][order][::50], ".",
+          ms=1.5, color=PALETTE[5], label="mu-law then bins (observations)")
 uniform_error = np.abs(readings - (bin_centers(config.num_bins)[discretize(readings / M)] * M))
-ax.loglog(
-    np.abs(readings[inside])[order][::50],
-    uniform_error[inside][order][::50],
-    ".",
-    ms=1.5,
-    color=PALETTE[6],
-    label="bins on [-256, 256] without mu-law",
-)
+ax.loglog(np.abs(readings[inside])[order][::50], uniform_error[inside][order][::50], ".", ms=1.5,
+          color=PALETTE[6], label="bins on [-256, 256] without mu-law")
 ax.set_xlabel("|x|")
 ax.set_ylabel("|x - decoded|")
 ax.set_title("reconstruction error of one token")
 ax.legend(markerscale=6)
 save_figure(fig, "01_reconstruction_error")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # ## 3. Actions are not companded
 #
@@ -266,16 +249,16 @@ gap = 4  # draw the first four rows of patches apart, as the separate inputs the
 mosaic = np.ones((4 * (16 + gap), 10 * (16 + gap), 3))
 for k in range(40):
     r, c = divmod(k, 10)
-    mosaic[r * (16 + gap) : r * (16 + gap) + 16, c * (16 + gap) : c * (16 + gap) + 16] = (
-        patches[k].transpose(1, 2, 0) * 4 * 0.5 + 0.5
-    )  # undo the scaling for display
+    mosaic[r * (16 + gap):r * (16 + gap) + 16, c * (16 + gap):c * (16 + gap) + 16] = \
+        patches[k].transpose(1, 2, 0) * 4 * 0.5 + 0.5  # undo the scaling for display
 ax2.imshow(mosaic, interpolation="nearest")
 ax2.set_title("patches 0-39: separate inputs, 3x16x16 each")
 ax2.set_xticks([])
 ax2.set_yticks([])
 fig.tight_layout()
 save_figure(fig, "01_patches")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # A check against the rule: patch `k` must be the `(k // 10, k % 10)` block of the frame, scaled
 # by `(p / 127.5 - 1) / 4`, and the padded rows must be black (-0.25):
@@ -283,7 +266,7 @@ plt.show()
 # %%
 k = 47
 row, col = divmod(k, 10)
-block = frame[row * 16 : (row + 1) * 16, col * 16 : (col + 1) * 16]
+block = frame[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16]
 assert np.allclose(patches[k], ((block / 127.5 - 1) / 4).transpose(2, 0, 1), atol=1e-6)
 assert np.all(patches[130:, :, 2:, :] == np.float32(-0.25))  # rows 210-223 are padding
 print(f"patches {patches.shape}, pixel range [{patches.min():.3f}, {patches.max():.3f}]; patch {k} checks out")
@@ -328,7 +311,8 @@ ax2.set_title(f"Pong timestep: {len(pong_ids)} tokens (patches carry pixels, not
 ax2.set_xlabel("token position within the timestep")
 token_legend(fig, cheetah_kinds + pong_kinds)
 save_figure(fig, "01_timestep_tokens")
-plt.show()
+plt.show();
+
 # %%
 obs_ids = cheetah_ids[:17]
 assert np.array_equal(obs_ids, tokenize_continuous(cheetah.observation, config.vocab))

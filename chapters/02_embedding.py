@@ -32,10 +32,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import time
@@ -94,10 +92,8 @@ frame = preprocess_frame(pong.observation)  # 80 x 80, as the model sees Atari (
 patches = cut_patches(frame, config.patch_size)  # uint8 (25, 3, 16, 16)
 block = embedding.patch_block
 shapes = []
-hooks = [
-    m.register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape))))
-    for name, m in block.named_children()
-]
+hooks = [m.register_forward_hook(lambda m, i, o, name=name: shapes.append((name, tuple(o.shape))))
+         for name, m in block.named_children()]
 vectors = block(torch.from_numpy(patches))
 for h in hooks:
     h.remove()
@@ -109,7 +105,7 @@ print(f"{'output':22s} {tuple(vectors.shape)}")
 # %%
 k = int(np.argmax(patches.reshape(len(patches), -1).std(axis=1)))  # the busiest patch
 with torch.no_grad():
-    stem_maps = block.stem(normalize_pixels(torch.from_numpy(patches[k : k + 1]), config.patch_size))[0]
+    stem_maps = block.stem(normalize_pixels(torch.from_numpy(patches[k:k + 1]), config.patch_size))[0]
 fig, axes = plt.subplots(1, 11, figsize=(10, 1.6), gridspec_kw=dict(width_ratios=[2] + [1] * 8 + [0.3, 2]))
 axes[0].imshow(patches[k].transpose(1, 2, 0), interpolation="nearest")
 axes[0].set_title(f"patch {k}", fontsize=8)
@@ -124,7 +120,7 @@ for ax in axes:
     ax.set_yticks([])
 fig.suptitle("a 3x16x16 patch -> 32 stem maps of 4x4 (8 shown) -> one residual block -> one vector", fontsize=9, y=1.12)
 save_figure(fig, "02_patch_block")
-plt.show()
+plt.show();
 
 # %% [markdown]
 # ## 3. A check: the block is what the formula says
@@ -132,23 +128,14 @@ plt.show()
 # We recompute the block with `torch.nn.functional`, straight from the formula above and the
 # pixel scaling of Sec. 2.1, and compare with the package; then we count its parameters by hand.
 
-
 # %%
 def block_by_hand(pixels: torch.Tensor) -> torch.Tensor:
     x = (pixels.float() / 127.5 - 1) / 4  # [-1, 1], then / sqrt(16)
     x = F.conv2d(x, block.stem.weight, block.stem.bias, stride=4)
-    h = F.conv2d(
-        F.gelu(F.group_norm(x, block.norm1.num_groups, block.norm1.weight, block.norm1.bias)),
-        block.conv1.weight,
-        block.conv1.bias,
-        padding=1,
-    )
-    h = F.conv2d(
-        F.gelu(F.group_norm(h, block.norm2.num_groups, block.norm2.weight, block.norm2.bias)),
-        block.conv2.weight,
-        block.conv2.bias,
-        padding=1,
-    )
+    h = F.conv2d(F.gelu(F.group_norm(x, block.norm1.num_groups, block.norm1.weight, block.norm1.bias)),
+                 block.conv1.weight, block.conv1.bias, padding=1)
+    h = F.conv2d(F.gelu(F.group_norm(h, block.norm2.num_groups, block.norm2.weight, block.norm2.bias)),
+                 block.conv2.weight, block.conv2.bias, padding=1)
     return F.linear((x + h).flatten(1), block.proj.weight, block.proj.bias)
 
 
@@ -156,10 +143,8 @@ torch.testing.assert_close(block_by_hand(torch.from_numpy(patches)), vectors)
 c, d = config.patch_channels, config.d_model
 by_hand = (3 * c * 16 + c) + 2 * (c * c * 9 + c) + 2 * 2 * c + (c * 16 * d + d)
 assert by_hand == sum(p.numel() for p in block.parameters())
-print(
-    f"package block == formula; {by_hand:,} parameters = stem {3 * c * 16 + c:,} + convs {2 * (c * c * 9 + c):,} "
-    f"+ norms {4 * c} + projection {c * 16 * d + d:,}"
-)
+print(f"package block == formula; {by_hand:,} parameters = stem {3 * c * 16 + c:,} + convs {2 * (c * c * 9 + c):,} "
+      f"+ norms {4 * c} + projection {c * 16 * d + d:,}")
 
 # %% [markdown]
 # ## 4. The whole input embedding

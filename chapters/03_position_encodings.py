@@ -34,10 +34,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import matplotlib.pyplot as plt
@@ -85,9 +83,8 @@ encoding.eval()
 mean_rows, mean_cols = encoding.indices(row_t, col_t)
 
 fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
-for ax, (title, (r_idx, _)) in zip(
-    axes, [("training pass 1", draws[0]), ("training pass 2", draws[1]), ("evaluation", (mean_rows, mean_cols))]
-):
+for ax, (title, (r_idx, _)) in zip(axes, [("training pass 1", draws[0]), ("training pass 2", draws[1]),
+                                               ("evaluation", (mean_rows, mean_cols))]):
     grid = r_idx.reshape(rows, cols).numpy()
     ax.imshow(grid, cmap="viridis", vmin=0, vmax=bins - 1)
     for (r, c), value in np.ndenumerate(grid):
@@ -96,7 +93,8 @@ for ax, (title, (r_idx, _)) in zip(
     ax.set_xticks([])
     ax.set_yticks([])
 save_figure(fig, "03_patch_positions")
-plt.show()
+plt.show();
+
 # %%
 for _ in range(1000):
     encoding.train()
@@ -135,7 +133,8 @@ for i, value in enumerate(local):
 ax.set_title("local position of each token of a HalfCheetah timestep (- : none)")
 token_legend(fig, kind_names)
 save_figure(fig, "03_local_positions")
-plt.show()
+plt.show();
+
 # %%
 table = LocalPositionEncoding(config.d_model, config.max_local_positions)
 vectors = table(torch.from_numpy(local))
@@ -155,7 +154,5 @@ for bins_trial in [16, 64, 128, 256]:  # try others
     for grid in [(14, 10), (5, 5)]:
         ranges, _ = patch_intervals(*grid, bins_trial)
         widths = ranges[:, 1] - ranges[:, 0]
-        print(
-            f"bins {bins_trial:4d}, grid {grid[0]:2d}x{grid[1]:2d}: each patch row can take "
-            f"{widths.min()}-{widths.max()} indices"
-        )
+        print(f"bins {bins_trial:4d}, grid {grid[0]:2d}x{grid[1]:2d}: each patch row can take "
+              f"{widths.min()}-{widths.max()} indices")

@@ -37,10 +37,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,11 +62,9 @@ cheetah = TokenizedEpisodes(cheetah_episodes, tokenizer, "halfcheetah")
 pong = TokenizedEpisodes(pong_episodes, tokenizer, "pong")
 for data in (cheetah, pong):
     layout = data.layout
-    print(
-        f"{data.name:12s} {data.num_episodes} episodes, {data.lengths.sum()} timesteps; a timestep = "
-        f"{layout.num_patches} patches + {layout.num_values} values + '|' + {layout.action_dim} actions "
-        f"= {layout.tokens_per_timestep} tokens"
-    )
+    print(f"{data.name:12s} {data.num_episodes} episodes, {data.lengths.sum()} timesteps; a timestep = "
+          f"{layout.num_patches} patches + {layout.num_values} values + '|' + {layout.action_dim} actions "
+          f"= {layout.tokens_per_timestep} tokens")
 
 # %% [markdown]
 # ## 1. Windows of whole timesteps, with the loss mask under them
@@ -87,14 +83,8 @@ pong_batch = pong_sampler.sample(4)
 
 fig, axes = plt.subplots(4, 1, figsize=(10, 2.6), gridspec_kw=dict(height_ratios=[3, 1, 3, 1], hspace=0.6))
 for (ax_kind, ax_mask), batch, name in [(axes[:2], cheetah_batch, "HalfCheetah"), (axes[2:], pong_batch, "Pong")]:
-    ax_kind.imshow(
-        batch.token_kinds[:1].numpy(),
-        cmap=kind_colors,
-        vmin=0,
-        vmax=len(KIND_NAMES) - 1,
-        aspect="auto",
-        interpolation="nearest",
-    )
+    ax_kind.imshow(batch.token_kinds[:1].numpy(), cmap=kind_colors, vmin=0, vmax=len(KIND_NAMES) - 1,
+                   aspect="auto", interpolation="nearest")
     ax_mask.imshow(batch.loss_mask[:1].numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
     ax_kind.set_title(f"{name}: one window of {config.context_length} tokens; below it, the loss mask", fontsize=9)
     for ax in (ax_kind, ax_mask):
@@ -104,7 +94,8 @@ axes[3].set_xticks(range(0, config.context_length + 1, 32))
 handles = [plt.Rectangle((0, 0), 1, 1, color=kind_colors(i)) for i in range(len(KIND_NAMES))]
 fig.legend(handles, KIND_NAMES, loc="lower center", ncol=len(KIND_NAMES), fontsize=8, bbox_to_anchor=(0.5, -0.12))
 save_figure(fig, "04_windows_and_loss_mask")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # The checks: the loss mask is 1 exactly on text and action tokens; every window starts with a
 # whole timestep and repeats the timestep's pattern until the padding.
@@ -117,11 +108,9 @@ for data, batch in [(cheetah, cheetah_batch), (pong, pong_batch)]:
     for row, valid in zip(kinds, batch.attention_mask.numpy()):
         n = int(valid.sum())
         assert n % tpt == 0 and np.array_equal(row[:n], np.tile(data.layout.kinds(), n // tpt))
-    print(
-        f"{data.name:12s} loss mask == text|action; windows of {int(batch.attention_mask[0].sum())} real tokens "
-        f"= {int(batch.attention_mask[0].sum()) // tpt} whole timesteps; "
-        f"{int(batch.loss_mask.sum())} of {batch.loss_mask.numel()} tokens counted"
-    )
+    print(f"{data.name:12s} loss mask == text|action; windows of {int(batch.attention_mask[0].sum())} real tokens "
+          f"= {int(batch.attention_mask[0].sum()) // tpt} whole timesteps; "
+          f"{int(batch.loss_mask.sum())} of {batch.loss_mask.numel()} tokens counted")
 
 # %% [markdown]
 # ## 2. Prompts: a batch with and without
@@ -140,14 +129,8 @@ shown = np.where(valid, episode_of, -1).astype(float)
 shown[shown < 0] = np.nan
 
 fig, ax = plt.subplots(figsize=(9, 3.4))
-ax.imshow(
-    shown,
-    cmap=ListedColormap(["#E69F00", "#56B4E9", "#009E73", "#CC79A7"]),
-    aspect="auto",
-    interpolation="nearest",
-    vmin=0,
-    vmax=3,
-)
+ax.imshow(shown, cmap=ListedColormap(["#E69F00", "#56B4E9", "#009E73", "#CC79A7"]), aspect="auto",
+          interpolation="nearest", vmin=0, vmax=3)
 for row in range(12):
     label = ("prompt: episode end" if from_end[row] else "prompt: uniform") if prompted[row] else "no prompt"
     ax.text(steps.shape[1] + 0.3, row, label, va="center", fontsize=8)
@@ -156,7 +139,8 @@ ax.set_ylabel("sequence")
 ax.set_title("source episode of every timestep (4 episodes, 4 colours)", fontsize=9)
 ax.set_xlim(-0.5, steps.shape[1] + 6)
 save_figure(fig, "04_prompts")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # The checks, over 10 000 sampled sequences: 25 % ± 2 % are prompted, and of those 50 % ± 3 %
 # take the end of their episode. And sampling never writes to the dataset: we fingerprint its
@@ -174,10 +158,8 @@ before = fingerprint(cheetah)
 _, _, prompted, from_end = SequenceSampler(cheetah, config, seed=1).sample_windows(10_000)
 assert abs(prompted.mean() - 0.25) <= 0.02 and abs(from_end[prompted].mean() - 0.5) <= 0.03
 assert fingerprint(cheetah) == before
-print(
-    f"prompted {prompted.mean():.3f}, of which from the end {from_end[prompted].mean():.3f}; "
-    f"dataset fingerprint unchanged ({before})"
-)
+print(f"prompted {prompted.mean():.3f}, of which from the end {from_end[prompted].mean():.3f}; "
+      f"dataset fingerprint unchanged ({before})")
 
 # %% [markdown]
 # ## Try it: how many timesteps fit?
@@ -191,7 +173,5 @@ for context_length in [256, 1024, 2048]:  # try others
     for data in (cheetah, pong):
         k = SequenceSampler(data, trial).steps_per_window
         prompt = int(round(k * trial.prompt_share))
-        print(
-            f"L = {context_length:5d}, {data.name:12s}: {k:3d} timesteps per window; "
-            f"a prompted one holds {prompt} prompt + {k - prompt} own timesteps"
-        )
+        print(f"L = {context_length:5d}, {data.name:12s}: {k:3d} timesteps per window; "
+              f"a prompted one holds {prompt} prompt + {k - prompt} own timesteps")

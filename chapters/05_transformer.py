@@ -42,10 +42,8 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
 
 # %%
 import math
@@ -81,34 +79,26 @@ NOMINAL = {"gato-1.18b": 1.18e9, "gato-364m": 364e6, "gato-79m": 79e6}
 def count_parts(config):
     with torch.device("meta"):
         model = GatoModel(config)
-    parts = {
-        "token table (shared head)": model.embedding.token_table.weight.numel(),
-        "attention": sum(p.numel() for b in model.blocks for p in b.attn.parameters()),
-        "feed-forward": sum(p.numel() for b in model.blocks for p in b.mlp.parameters()),
-    }
+    parts = {"token table (shared head)": model.embedding.token_table.weight.numel(),
+             "attention": sum(p.numel() for b in model.blocks for p in b.attn.parameters()),
+             "feed-forward": sum(p.numel() for b in model.blocks for p in b.mlp.parameters())}
     parts["norms, positions, patch block"] = model.num_parameters() - sum(parts.values())
     return parts
 
 
-counts = {
-    (name, form): count_parts(GatoConfig.from_preset(name, feedforward=form))
-    for name in NOMINAL
-    for form in ("gelu", "geglu")
-}
+counts = {(name, form): count_parts(GatoConfig.from_preset(name, feedforward=form))
+          for name in NOMINAL for form in ("gelu", "geglu")}
 print(f"{'preset':11s} {'form':6s} {'total':>9s} {'blocks':>9s} {'nominal':>8s} {'total/nominal':>14s}")
 for (name, form), parts in counts.items():
     total = sum(parts.values())
     blocks = parts["attention"] + parts["feed-forward"]
-    print(
-        f"{name:11s} {form:6s} {total / 1e6:8.1f}M {blocks / 1e6:8.1f}M {NOMINAL[name] / 1e6:7.0f}M "
-        f"{total / NOMINAL[name]:14.2f}"
-    )
+    print(f"{name:11s} {form:6s} {total / 1e6:8.1f}M {blocks / 1e6:8.1f}M {NOMINAL[name] / 1e6:7.0f}M "
+          f"{total / NOMINAL[name]:14.2f}")
 
 # %% [markdown]
 # The hand count of one block, to check the package: attention has the query/key/value matrix
 # (d × 3·h·k, plus bias) and the output matrix (h·k × d, plus bias); the GELU feed-forward layer
 # has d × f and f × d (plus biases); two LayerNorms add 2 × 2d.
-
 
 # %%
 def block_parameters(d, heads, k, f, form="gelu"):
@@ -136,16 +126,8 @@ for offset, form in ((-0.2, "gelu"), (0.2, "geglu")):
     bottom = np.zeros(len(names))
     for i, part in enumerate(counts[(names[0], form)]):
         values = np.array([counts[(n, form)][part] / NOMINAL[n] for n in names])
-        ax.bar(
-            x + offset,
-            values,
-            0.38,
-            bottom=bottom,
-            color=PALETTE[[5, 1, 6, 0][i]],
-            edgecolor="white",
-            hatch="//" if form == "geglu" else None,
-            label=part if form == "gelu" else None,
-        )
+        ax.bar(x + offset, values, 0.38, bottom=bottom, color=PALETTE[[5, 1, 6, 0][i]],
+               edgecolor="white", hatch="//" if form == "geglu" else None, label=part if form == "gelu" else None)
         bottom += values
 ax.axhline(1.0, color="black", lw=1, ls="--")
 ax.set_xticks(x, [f"{n}\nGELU | GEGLU" for n in names])
@@ -154,7 +136,8 @@ ax.set_title("parameter count by part, relative to the paper's nominal size (hat
 ax.legend(fontsize=8, loc="upper left", ncol=2)
 ax.set_ylim(0, 1.9)
 save_figure(fig, "05_parameters")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # With GELU, the transformer blocks alone are 0.72–1.02× the nominal size and blocks plus the
 # token table 1.04–1.08×; with GEGLU the blocks alone overshoot by 25–37 % at the two larger
@@ -186,9 +169,8 @@ with torch.no_grad():
     loss = model.loss(batch)
 counted = batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]
 print(f"logits {tuple(logits.shape)}; {int(counted.sum())} of {counted.numel()} next tokens are counted")
-print(
-    f"loss at initialization {float(loss):.3f} nats; ln V = ln {config.vocab.size} = {math.log(config.vocab.size):.3f}"
-)
+print(f"loss at initialization {float(loss):.3f} nats; "
+      f"ln V = ln {config.vocab.size} = {math.log(config.vocab.size):.3f}")
 assert abs(float(loss) - math.log(config.vocab.size)) < 0.05
 
 # %% [markdown]
@@ -226,7 +208,8 @@ ax.set_yticks(range(len(probe)), [f"k = {k}" for k in probe])
 ax.set_xlabel("output position (first 256)")
 ax.set_title("outputs that change when token k changes (black)")
 save_figure(fig, "05_causality")
-plt.show()
+plt.show();
+
 # %% [markdown]
 # ## Acting: the key/value cache
 #
@@ -259,10 +242,8 @@ for n_layer, d_model in [(2, 128), (4, 128), (4, 256)]:  # try others
     for _ in range(2):
         trial_model.loss(batch).backward()
     seconds = (time.perf_counter() - start) / 2
-    print(
-        f"n_layer {n_layer}, d_model {d_model}: {trial_model.num_parameters() / 1e6:5.2f}M parameters, "
-        f"{seconds * 1e3:6.0f} ms per step"
-    )
+    print(f"n_layer {n_layer}, d_model {d_model}: {trial_model.num_parameters() / 1e6:5.2f}M parameters, "
+          f"{seconds * 1e3:6.0f} ms per step")
 
 # %% [markdown]
 # Next, chapter 06 trains this model on HalfCheetah demonstrations.

@@ -36,8 +36,10 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
+        check=True,
+    )
 
 # %%
 import json
@@ -68,6 +70,7 @@ print((STORED / "command.txt").read_text())
 # the run on x, fraction of the peak rate on y). The formula is re-derived here and compared
 # with the package's at every step.
 
+
 # %%
 def schedule(step, peak, warmup, total, floor=0.1):
     if step <= warmup:
@@ -79,8 +82,10 @@ def schedule(step, peak, warmup, total, floor=0.1):
 paper = TrainSettings(steps=1_000_000, warmup_steps=15_000, lr=1e-4)
 ours = read_settings(STORED)
 fig, ax = plt.subplots(figsize=(7.0, 2.6))
-for settings, label, color in ((paper, "paper: 1M steps, 15k warm-up", PALETTE[5]),
-                               (ours, f"ours: {ours.steps:,} steps, {ours.warmup_steps} warm-up", PALETTE[6])):
+for settings, label, color in (
+    (paper, "paper: 1M steps, 15k warm-up", PALETTE[5]),
+    (ours, f"ours: {ours.steps:,} steps, {ours.warmup_steps} warm-up", PALETTE[6]),
+):
     steps = np.unique(np.linspace(1, settings.steps, 400).astype(int))
     rates = np.array([learning_rate(int(k), settings) for k in steps])
     assert np.allclose(rates, [schedule(k, settings.lr, settings.warmup_steps, settings.steps) for k in steps])
@@ -145,8 +150,9 @@ print(f"stored run: action_positions = {config.action_positions!r}, context_leng
 # NBVAL_IGNORE_OUTPUT
 short_dir = Path("runs") / "chapter06"
 shutil.rmtree(short_dir, ignore_errors=True)
-short = TrainSettings(steps=40, batch_size=4, lr=1e-3, warmup_steps=10, log_every=10, eval_every=40,
-                      checkpoint_every=40, eval_batches=1)
+short = TrainSettings(
+    steps=40, batch_size=4, lr=1e-3, warmup_steps=10, log_every=10, eval_every=40, checkpoint_every=40, eval_batches=1
+)
 result = train(config, data_settings, short, short_dir, threads=2, progress=False)
 rows = RunFolder(short_dir).rows()
 for row in rows:
@@ -172,12 +178,18 @@ stored_rows = RunFolder(STORED).rows()
 evaluations = [r for r in stored_rows if "heldout" in r]
 summary = json.loads((STORED / "summary.json").read_text())
 fig, ax = plt.subplots()
-ax.plot([r["step"] for r in stored_rows], [r["loss"] for r in stored_rows], color=PALETTE[0], lw=1,
-        label="training loss")
-ax.plot([r["step"] for r in evaluations], [r["heldout"]["halfcheetah"] for r in evaluations], "o-", ms=3,
-        color=PALETTE[6], label="held-out action loss")
-ax.axhline(evaluations[-1]["baseline"]["halfcheetah"], color=PALETTE[6], ls="--", lw=1,
-           label="marginal-bins baseline")
+ax.plot(
+    [r["step"] for r in stored_rows], [r["loss"] for r in stored_rows], color=PALETTE[0], lw=1, label="training loss"
+)
+ax.plot(
+    [r["step"] for r in evaluations],
+    [r["heldout"]["halfcheetah"] for r in evaluations],
+    "o-",
+    ms=3,
+    color=PALETTE[6],
+    label="held-out action loss",
+)
+ax.axhline(evaluations[-1]["baseline"]["halfcheetah"], color=PALETTE[6], ls="--", lw=1, label="marginal-bins baseline")
 ax.set_yscale("log")
 ax.set_xlabel("optimizer step")
 ax.set_ylabel("nats per token")
@@ -187,9 +199,11 @@ plt.show();
 final = evaluations[-1]["heldout"]["halfcheetah"]
 matched = evaluations[-1]["baseline"]["halfcheetah"]  # the baseline on exactly the evaluated tokens
 assert final < matched - 0.5
-print(f"after {summary['step']:,} steps: held-out action loss {final:.3f} nats (perplexity {math.exp(final):.0f} "
-      f"bins) vs marginal-bins baseline {matched:.3f} ({math.exp(matched):.0f} bins) on the same tokens; "
-      f"training throughput {np.median([r['tokens_per_s'] for r in stored_rows]):,.0f} tokens/s (median)")
+print(
+    f"after {summary['step']:,} steps: held-out action loss {final:.3f} nats (perplexity {math.exp(final):.0f} "
+    f"bins) vs marginal-bins baseline {matched:.3f} ({math.exp(matched):.0f} bins) on the same tokens; "
+    f"training throughput {np.median([r['tokens_per_s'] for r in stored_rows]):,.0f} tokens/s (median)"
+)
 
 # %% [markdown]
 # ## What the loss means, token by token
@@ -216,8 +230,10 @@ ax.legend()
 save_figure(fig, "06_action_perplexity")
 plt.show();
 for name, model_loss, base in zip(names, per_dimension, baseline):
-    print(f"{name:12s} model {model_loss:.2f} nats ({math.exp(model_loss):5.1f} bins)   "
-          f"baseline {base:.2f} nats ({math.exp(base):5.1f} bins)")
+    print(
+        f"{name:12s} model {model_loss:.2f} nats ({math.exp(model_loss):5.1f} bins)   "
+        f"baseline {base:.2f} nats ({math.exp(base):5.1f} bins)"
+    )
 
 # %% [markdown]
 # Where the expert mostly saturates a torque at ±1 (the back thigh, the front shin), few bins

@@ -40,8 +40,10 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:  # on Colab: install gato_min; Colab's own torch is kept
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "gato_min @ git+https://github.com/gato-min/gato_min"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "gato_min @ git+https://github.com/gato-min/gato_min"],
+        check=True,
+    )
 
 # %%
 import os
@@ -80,8 +82,17 @@ print(f"{sum(p.numel() for p in model.parameters()):,} parameters, context {mode
 # The run's evaluation takes held-out episodes; here one expert episode is played fresh.
 
 # %%
-demo = collect("halfcheetah", "expert", 1, seed=10_000, num_envs=1, progress=False, max_episode_steps=60,
-               action_noise=0.3, record="intended").episodes[0]  # the kind of episode the run trained on
+demo = collect(
+    "halfcheetah",
+    "expert",
+    1,
+    seed=10_000,
+    num_envs=1,
+    progress=False,
+    max_episode_steps=60,
+    action_noise=0.3,
+    record="intended",
+).episodes[0]  # the kind of episode the run trained on
 agent = GatoAgent(model, "halfcheetah", [demo])
 prompt = agent.prompt_batch(demo)
 print(f"prompt: {agent.prompt_steps} timesteps, {prompt.shape[1]} tokens; memory: {agent.memory}")
@@ -142,8 +153,9 @@ for j, ax in enumerate(axes):
     ax.set_xlabel("value")
 axes[0].set_ylabel("probability")
 axes[-1].legend(fontsize=7)
-fig.suptitle("the first step of an episode: each torque's distribution, given the prompt and the torques before it",
-             y=1.08)
+fig.suptitle(
+    "the first step of an episode: each torque's distribution, given the prompt and the torques before it", y=1.08
+)
 save_figure(fig, "07_action_tokens")
 plt.show();
 print("sampled:", np.round(action, 2))
@@ -158,8 +170,7 @@ print("expert: ", np.round(expert_action, 2))
 # tests check that cached calls equal one forward pass over the whole context.)
 
 # %%
-step_tokens = torch.cat([agent.codec.observation_batch(observation[None]).token_ids,
-                         torch.tensor([sampled[:-1]])], 1)
+step_tokens = torch.cat([agent.codec.observation_batch(observation[None]).token_ids, torch.tensor([sampled[:-1]])], 1)
 full_ids = torch.cat([prompt.token_ids, step_tokens], 1)
 with torch.no_grad():
     cached_again = KVCache(model.config, batch_size=1)
@@ -200,18 +211,22 @@ ring = KVCache(model.config, batch_size=1)
 ring_gap, window_gap = [], []
 with torch.no_grad():
     for t in range(60):
-        previous = None if t == 0 else torch.from_numpy(ids[t - 1:t, -1:])
-        ring_logits = model.extend(codec.observation_batch(demo.observations[t:t + 1], previous), ring, last_only=True)
+        previous = None if t == 0 else torch.from_numpy(ids[t - 1 : t, -1:])
+        ring_logits = model.extend(
+            codec.observation_batch(demo.observations[t : t + 1], previous), ring, last_only=True
+        )
         if t >= 4:  # the aligned window [t-3, t], one forward pass, as in training
-            window = codec.timesteps_batch([demo.observations[t - 3:t + 1]], [ids[t - 3:t + 1]])
+            window = codec.timesteps_batch([demo.observations[t - 3 : t + 1]], [ids[t - 3 : t + 1]])
             reference = model(window)[0, 3 * 24 + 17]
             rebuilt = KVCache(model.config, batch_size=1)  # what a rebuild leaves: 3 timesteps, then step t
-            model.extend(codec.timesteps_batch([demo.observations[t - 3:t]], [ids[t - 3:t]]), rebuilt)
-            rebuilt_logits = model.extend(codec.observation_batch(demo.observations[t:t + 1]), rebuilt, last_only=True)
+            model.extend(codec.timesteps_batch([demo.observations[t - 3 : t]], [ids[t - 3 : t]]), rebuilt)
+            rebuilt_logits = model.extend(
+                codec.observation_batch(demo.observations[t : t + 1]), rebuilt, last_only=True
+            )
             ring_gap.append(float((ring_logits[0] - reference).abs().max()))
             window_gap.append(float((rebuilt_logits[0] - reference).abs().max()))
         for j in range(5):
-            model.extend(codec.action_batch(torch.from_numpy(ids[t:t + 1, j]), j), ring)
+            model.extend(codec.action_batch(torch.from_numpy(ids[t : t + 1, j]), j), ring)
 
 fig, ax = plt.subplots(figsize=(7, 2.6))
 ax.plot(steps, ring_gap, color=PALETTE[6], label="ring (Transformer-XL memory)")
@@ -224,8 +239,10 @@ ax.set_title("first-torque logits vs a fresh pass over the aligned 4-step window
 save_figure(fig, "07_memory")
 plt.show();
 assert max(window_gap) < 1e-3, max(window_gap)
-print(f"ring: up to {max(ring_gap):.1f} apart once it wraps (step {steps[int(np.argmax(ring_gap))]}); "
-      f"rebuilt window: at most {max(window_gap):.0e}")
+print(
+    f"ring: up to {max(ring_gap):.1f} apart once it wraps (step {steps[int(np.argmax(ring_gap))]}); "
+    f"rebuilt window: at most {max(window_gap):.0e}"
+)
 
 # %% [markdown]
 # ## A short rollout
@@ -236,8 +253,10 @@ print(f"ring: up to {max(ring_gap):.1f} apart once it wraps (step {steps[int(np.
 # %%
 # NBVAL_IGNORE_OUTPUT
 rollout = agent.rollout(1, num_envs=1, seed=0, max_steps=150, record_frames=150, progress=False)
-print(f"return over {rollout.lengths[0]} steps: {rollout.returns[0]:.0f} "
-      f"(the expert gains about {8366 / 1000 * 150:.0f} in 150 steps)")
+print(
+    f"return over {rollout.lengths[0]} steps: {rollout.returns[0]:.0f} "
+    f"(the expert gains about {8366 / 1000 * 150:.0f} in 150 steps)"
+)
 if rollout.frames:
     picks = np.linspace(0, len(rollout.frames) - 1, 6).round().astype(int)
     fig, axes = plt.subplots(1, 6, figsize=(10, 1.9))
@@ -258,10 +277,16 @@ if rollout.frames:
 # %%
 # NBVAL_IGNORE_OUTPUT
 temperature, steps, prompt_tokens = 1.0, 200, None  # try 0.0 or 0.5, longer episodes, or 24 or 72 prompt tokens
-for name, demos, memory in (("with prompt", [demo], "window"), ("no prompt", None, "window"),
-                            ("ring memory", [demo], "ring")):
-    trial = GatoAgent(model, "halfcheetah", demos, prompt_tokens=prompt_tokens if demos else 0,
-                      temperature=temperature, memory=memory)
+for name, demos, memory in (
+    ("with prompt", [demo], "window"),
+    ("no prompt", None, "window"),
+    ("ring memory", [demo], "ring"),
+):
+    trial = GatoAgent(
+        model, "halfcheetah", demos, prompt_tokens=prompt_tokens if demos else 0, temperature=temperature, memory=memory
+    )
     result = trial.rollout(2, num_envs=2, seed=1, max_steps=steps, progress=False)
-    print(f"{name:12s} ({trial.prompt_steps}-step prompt) returns over {steps} steps: {np.round(result.returns, 1)}, "
-          f"{result.steps_per_second:.0f} env-steps/s")
+    print(
+        f"{name:12s} ({trial.prompt_steps}-step prompt) returns over {steps} steps: {np.round(result.returns, 1)}, "
+        f"{result.steps_per_second:.0f} env-steps/s"
+    )

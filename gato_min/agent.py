@@ -14,7 +14,7 @@ How far back the model looks is the `memory` choice:
   rebuilt from the prompt and the most recent half of the room's worth of timesteps, in one
   call. The model was trained only on sequences that start at a timestep boundary with
   nothing before them, and this keeps it there (chapter 07: in the ring, the stored cheetah
-  run's first-torque logits drift up to 9 away from those of the same window fed afresh).
+  run's first-torque logits drift up to 16 away from those of the same window fed afresh).
 * `"ring"`: Transformer-XL style. The keys and values of past tokens stay in a ring of
   `context_length` slots and the oldest give way to new ones, token by token, so the oldest
   visible token can sit mid-timestep and every cached key carries context from before the

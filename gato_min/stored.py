@@ -1,6 +1,6 @@
 """Stored training runs, for readers who have the package but not the repository.
 
-Chapters 06 and 07 read finished runs (config, metrics, weights, evaluation reports) from the
+Chapters 06 to 08 read finished runs (config, metrics, weights, evaluation reports) from the
 repository's `results/` folder. A reader who installed the package with pip (Colab, for one)
 has no such folder, and the runs (~16 MB, mostly weights) are too big to ship in the wheel.
 So the wheel ships only a manifest, `assets/stored_runs.json`: every file of every stored run,

@@ -12,7 +12,7 @@
    demonstration (`gato_min.evaluate`), taking the most likely bin of every torque
    (`temperature` 0); the report, bar chart and GIF go to `<out>/eval/`. Then the same episodes
    without a prompt (`<out>/eval-no-prompt/`): at this context length the prompt takes half of
-   the window, and the agent does better without it (chapter 07).
+   the window, and the agent does better without it (chapter 08).
 
 Every stage shows a progress bar; the summary (stage times, scores) is printed and written to
 `<out>/demo.json`. About 10 minutes on 2 CPU cores (the README shows a run).
@@ -33,7 +33,7 @@ from gato_min.launch import train_processes
 from gato_min.optim import TrainSettings
 
 DEMO_TASK = "halfcheetah"
-# the cheetah recipe (chapter 07): a short context of 4 timesteps, many windows per step, action
+# the cheetah recipe (chapters 07-08): a short context of 4 timesteps, many windows per step, action
 # tokens with local positions, smooth starting embeddings for the continuous bins
 DEMO_CONFIG = GatoConfig.from_preset("cpu-small", context_length=96, action_positions="local", value_init="smooth")
 
