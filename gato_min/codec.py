@@ -62,13 +62,24 @@ class TaskCodec:
     def timesteps(
         self, observations: np.ndarray | None, action_ids: np.ndarray | None = None, count: int | None = None
     ) -> Timesteps:
-        """Timesteps of model observations (None: blank ones, `count` of them) and their action
-        ids (None: not known yet)."""
+        """Timesteps of model observations and their action ids (None: not known yet). With no
+        observations, `count` blank ones: placeholder ids and patches for timesteps of which only
+        the action tokens are fed (they are cut away by `Batch.window`, never encoded)."""
         if observations is None:
-            observations = np.zeros(
-                (count, *self.spec.observation_shape), np.uint8 if self.spec.image_observations else np.float32
+            layout = self.layout
+            patches = None
+            if layout.image_shape is not None:
+                patches = np.zeros(
+                    (count, layout.num_patches, layout.image_shape[2], layout.patch_size, layout.patch_size), np.uint8
+                )
+            steps = Timesteps(
+                np.zeros((count, 0), np.int32),
+                patches,
+                np.zeros((count, layout.num_values), np.int32),
+                np.zeros((count, layout.action_dim), np.int32),
             )
-        steps = encode_timesteps(self.layout, self.tokenizer, self.check_observations(observations))
+        else:
+            steps = encode_timesteps(self.layout, self.tokenizer, self.check_observations(observations))
         if action_ids is not None:
             steps.action_ids = np.asarray(action_ids, dtype=np.int32).reshape(len(steps), self.action_tokens)
         return steps

@@ -222,9 +222,10 @@ def build_batch(
     ids = np.where(token_valid, ids, vocab.pad_id)
     kinds = np.where(token_valid, np.tile(layout.kinds(), K)[None, :], PAD)
     local = np.where(token_valid, np.tile(layout.local_positions(config.action_positions), K)[None, :], -1)
-    pad = ((0, 0), (0, length - used))
-    ids, kinds = np.pad(ids, pad, constant_values=vocab.pad_id), np.pad(kinds, pad, constant_values=PAD)
-    local, token_valid = np.pad(local, pad, constant_values=-1), np.pad(token_valid, pad)
+    if length > used:  # (np.pad costs more than the rest when nothing is padded, as in acting)
+        pad = ((0, 0), (0, length - used))
+        ids, kinds = np.pad(ids, pad, constant_values=vocab.pad_id), np.pad(kinds, pad, constant_values=PAD)
+        local, token_valid = np.pad(local, pad, constant_values=-1), np.pad(token_valid, pad)
 
     n_patches = layout.num_patches
     if n_patches:
@@ -336,6 +337,9 @@ class TokenizedEpisodes:
         return self.timesteps.action_ids if self.layout.action_dim else self.timesteps.text_ids
 
 
+_PER_TOKEN = ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")  # Batch's (B, L) fields
+
+
 @dataclass
 class Batch:
     token_ids: torch.Tensor  # (B, L) int64
@@ -362,24 +366,18 @@ class Batch:
         length = self.token_ids.shape[1]
         if not 0 <= start < stop <= length:
             raise ValueError(f"window [{start}, {stop}) does not fit sequences of {length} tokens")
-        row, column = self.patch_index // length, self.patch_index % length
-        inside = (column >= start) & (column < stop)
-        per_token = {
-            k: v[:, start:stop]
-            for k, v in self.__dict__.items()
-            if v.dim() == 2
-            and v.shape[1] == length
-            and k in ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")
-        }
-        return Batch(
-            **per_token,
-            patches=self.patches[inside],
-            patch_index=row[inside] * (stop - start) + column[inside] - start,
-            patch_row_ranges=self.patch_row_ranges[inside],
-            patch_col_ranges=self.patch_col_ranges[inside],
-            prompted=self.prompted,
-            prompt_from_end=self.prompt_from_end,
-        )
+        per_token = {name: getattr(self, name)[:, start:stop] for name in _PER_TOKEN}
+        fields = {name: value for name, value in self.__dict__.items() if name not in per_token} | per_token
+        if len(self.patch_index):  # (none in most acting calls: nothing to select)
+            row, column = self.patch_index // length, self.patch_index % length
+            inside = (column >= start) & (column < stop)
+            fields.update(
+                patches=self.patches[inside],
+                patch_index=row[inside] * (stop - start) + column[inside] - start,
+                patch_row_ranges=self.patch_row_ranges[inside],
+                patch_col_ranges=self.patch_col_ranges[inside],
+            )
+        return Batch(**fields)
 
 
 def concat_batches(batches: list[Batch]) -> Batch:
