@@ -15,9 +15,9 @@ import types
 import typing
 
 
-def setting(default, help: str):
-    """A dataclass field with its help text (shown by the command line)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def setting(default, help: str, choices: tuple | None = None):
+    """A dataclass field with its help text and allowed values (shown by the command line)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 def to_dict(settings) -> dict:
@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = 
             "--" + f.name.replace("_", "-"),
             type=kind,
             nargs="+" if many else None,
+            choices=f.metadata.get("choices"),
             default=None,
             help=f"{f.metadata.get('help', '')} (default {shown})",
         )

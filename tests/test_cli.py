@@ -35,3 +35,28 @@ def test_train_processes_option_is_checked_before_any_work(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run"), "--processes", "2", "--device", "cuda"]) == 2
     assert "on GPUs use torchrun" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_flags_are_built_from_the_settings_dataclasses(capsys):
+    """Every field of DataSettings and TrainSettings is a flag with its help text; a flag set on
+    the command line reaches the dataclass, the rest keep their defaults."""
+    import argparse
+    import dataclasses
+
+    from gato_min.data.training_set import DataSettings
+    from gato_min.optim import TrainSettings
+    from gato_min.settings import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, DataSettings)
+    add_arguments(parser, TrainSettings)
+    flags = {action.dest: action for action in parser._actions}
+    for cls in (DataSettings, TrainSettings):
+        for field in dataclasses.fields(cls):
+            assert field.name in flags and field.metadata["help"] in flags[field.name].help, field.name
+    args = parser.parse_args(["--tasks", "hopper", "text", "--weights", "3", "1", "--lr", "0.002", "--steps", "7"])
+    data, settings = from_arguments(DataSettings, args), from_arguments(TrainSettings, args)
+    assert data == DataSettings(tasks=("hopper", "text"), weights=(3.0, 1.0))
+    assert settings == TrainSettings(lr=0.002, steps=7)
+    assert main(["train", "--out", "unused", "--lr", "nan"]) == 2
+    assert "TrainSettings.lr must be a finite number" in capsys.readouterr().err

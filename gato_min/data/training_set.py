@@ -39,7 +39,11 @@ class DataSettings:
     action_noise: float = setting(
         0.0, "Gaussian noise on continuous policies' actions while collecting (0.1: TD3's own); see collect"
     )
-    record: str = setting("played", "with noise: write down the action played, or the policy's 'intended' one (DART)")
+    record: str = setting(
+        "played",
+        "with noise: write down the action played, or the policy's 'intended' one (DART)",
+        ("played", "intended"),
+    )
     min_return_fraction: float = setting(0.8, "keep episodes >= random + f (expert - random) (Sec. 3.1); 0 keeps all")
     heldout_fraction: float = setting(0.1, "share of each task's episodes (or text) kept out of training")
     datasets: tuple[str, ...] | None = setting(
