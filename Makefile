@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with chapters/sanitize.cfg --nbval-cell-timeout 600
+NBVAL := --nbval  # exactly the command a reader types: its settings live in pyproject.toml and chapters/conftest.py
 
 .PHONY: test lint unit nbval demo chapters text-model experts clean
 

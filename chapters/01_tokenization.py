@@ -55,6 +55,7 @@ from gato_min.tokenize import (
 )
 from gato_min.tools.tokenize_demo import (
     atari_timestep,
+    model_timestep,
     mujoco_timestep,
     plot_patch_grid,
     plot_token_strip,
@@ -294,20 +295,24 @@ print(f"{len(sentence)} characters -> {len(text_ids)} tokens, all below {config.
 #
 # > "Agent timesteps as observation tokens followed by a separator, then action tokens." (Sec. 2.1)
 #
-# A HalfCheetah timestep is 17 joint readings, the separator and 6 torques: 24 tokens. A Pong
-# timestep is 140 patch tokens, the separator and one button: 142 tokens. Patches carry pixels,
-# not ids; they are drawn grey.
+# A HalfCheetah timestep is 17 joint readings, the separator and 6 torques: 24 tokens. The model
+# does not read Pong at 210 x 160: `gato_min` box-filters the screen to 80 x 80 (the paper gives
+# no resolution; a decision of `gato_min.envs`), so a Pong timestep is 5 x 5 = 25 patch tokens,
+# the separator and one button: 27 tokens instead of 142. Patches carry pixels, not ids; they
+# are drawn grey.
 
 # %%
 cheetah = mujoco_timestep("halfcheetah", seed=0)
 cheetah_ids, cheetah_kinds = timestep_tokens(cheetah, tokenizer)
-pong_ids, pong_kinds = timestep_tokens(pong, tokenizer)
+pong_seen = model_timestep(pong)  # the 80 x 80 frame the model reads
+pong_ids, pong_kinds = timestep_tokens(pong_seen, tokenizer)
+assert pong_seen.observation.shape == (80, 80, 3) and len(pong_ids) == 25 + 1 + 1
 
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 3.4), gridspec_kw=dict(hspace=0.9, bottom=0.25))
 plot_token_strip(ax1, cheetah_kinds, labels=cheetah_ids)
 ax1.set_title(f"HalfCheetah timestep: {len(cheetah_ids)} tokens (ids written in)")
 plot_token_strip(ax2, pong_kinds)
-ax2.set_title(f"Pong timestep: {len(pong_ids)} tokens (patches carry pixels, not ids)")
+ax2.set_title(f"Pong timestep at 80x80: {len(pong_ids)} tokens (patches carry pixels, not ids)")
 ax2.set_xlabel("token position within the timestep")
 token_legend(fig, cheetah_kinds + pong_kinds)
 save_figure(fig, "01_timestep_tokens")

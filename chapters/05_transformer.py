@@ -62,7 +62,7 @@ from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 use_style()
-torch.manual_seed(0)
+torch.manual_seed(0);  # (the ';' keeps the returned generator, whose address changes, out of the output)
 
 # %% [markdown]
 # ## How many parameters, and which feed-forward form?

@@ -26,12 +26,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 from PIL import Image
 
@@ -194,12 +196,28 @@ def resolve_task(name: str) -> TaskSpec:
     return get_task(name)  # the KeyError listing the known tasks
 
 
+# MuJoCo warnings that say nothing to a reader: gymnasium's v5 XML files use an attribute that
+# MuJoCo 3.3+ deprecates. Dropped while the package builds an environment; any other MuJoCo
+# warning raised then becomes a Python warning, so it is still seen.
+QUIET_MUJOCO_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(message: str) -> None:
+    if not message.startswith(QUIET_MUJOCO_WARNINGS):
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
 def _gym_make(env_id: str, **kwargs):
     if env_id.startswith("ALE/"):
         import ale_py  # only Atari needs it: importing it registers the ALE environments
 
         gym.register_envs(ale_py)
-    return gym.make(env_id, **kwargs)
+    caller_handler = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(_mujoco_warning)
+    try:
+        return gym.make(env_id, **kwargs)
+    finally:
+        mujoco.set_mju_user_warning(caller_handler)
 
 
 def register_task(

@@ -11,7 +11,8 @@ def test_tokenize_demo_prints_and_saves_its_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "continuous [1024, 2048), separator 2048" in out
     assert "17 joint readings + '|' + 6 torques = 24 tokens" in out
-    assert "14x10 = 140 patches of shape (3, 16, 16)" in out
+    assert "the model's frame 80x80x3 (box filter) -> 5x5 = 25 patches of shape (3, 16, 16)" in out
+    assert "timestep = 25 patch tokens + '|' + 1 button = 27 tokens" in out
     png = tmp_path / "tokenize_demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -276,3 +276,20 @@ def test_shipped_reference_returns_normalize_expert_to_100():
         assert ref["expert"] > ref["medium"] > ref["noisy"] > ref["random"]
         assert normalized_score(task, ref["expert"]) == pytest.approx(100.0)
         assert normalized_score(task, ref["random"]) == pytest.approx(0.0)
+
+
+def test_known_mujoco_noise_is_dropped_where_the_package_makes_envs(capfd):
+    """gymnasium's v5 XML files make MuJoCo print a deprecation warning on every environment;
+    the package drops that one while it builds an environment, and only there."""
+    import gymnasium
+    import mujoco
+
+    from gato_min.envs import _mujoco_warning
+
+    make_env("halfcheetah").close()
+    assert "settotalmass" not in capfd.readouterr().err
+    assert mujoco.get_mju_user_warning() is None  # the caller's handler (none) is given back
+    gymnasium.make("HalfCheetah-v5").close()
+    assert "settotalmass" in capfd.readouterr().err  # outside the package, MuJoCo speaks as usual
+    with pytest.warns(RuntimeWarning, match="MuJoCo: something else"):
+        _mujoco_warning("something else")

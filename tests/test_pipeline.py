@@ -1,6 +1,7 @@
-"""The demo pipeline (gato_min.pipeline) end to end on a tiny budget, and noisy collection."""
+"""The demo pipeline (gato_min.tools.demo) end to end on a tiny budget, and noisy collection."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,9 @@ import pytest
 from gato_min.config import GatoConfig
 from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_file
 from gato_min.data.policies import load_policy
-from gato_min.tools.demo import DEMO_CONFIG, demo_settings, run_demo
+from gato_min.data.reference import normalized_score
+from gato_min.evaluate import mean_ci
+from gato_min.tools.demo import DEMO_CONFIG, STORED_RECIPE, demo_settings, run_demo
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="local", value_init="smooth")
 
@@ -104,3 +107,19 @@ def test_action_noise_is_seeded_clipped_and_recorded():
         collect("pong", "expert", 1, progress=False, action_noise=0.1)
     with pytest.raises(ValueError, match="action_noise must be"):
         collect("hopper", "expert", 1, progress=False, action_noise=-1)
+
+
+def test_the_demo_says_where_its_score_stands_with_the_stored_figures():
+    """The closing lines quote the full recipe's score: recomputed here from the stored reports."""
+    root = Path(__file__).resolve().parents[1]
+    returns = [
+        r
+        for run in STORED_RECIPE["runs"]
+        for folder in STORED_RECIPE["reports"]
+        for r in json.loads((root / run / folder / "report.json").read_text())["tasks"][0]["returns"]
+    ]
+    mean, half = mean_ci(normalized_score("halfcheetah", returns))
+    assert len(returns) == STORED_RECIPE["episodes"]
+    assert (round(mean, 1), round(half, 1)) == (STORED_RECIPE["score_mean"], STORED_RECIPE["score_ci95"])
+    settings = json.loads((root / STORED_RECIPE["runs"][0] / "settings.json").read_text())
+    assert settings["steps"] == STORED_RECIPE["steps"] == demo_settings(STORED_RECIPE["steps"])[1].steps

@@ -1,5 +1,6 @@
 """Checks that keep the repository's derived files current and its two READMEs in step."""
 
+import json
 import re
 import subprocess
 import sys
@@ -183,3 +184,11 @@ def test_collect_prose_reads_markdown_cells_and_the_readme(tmp_path):
     assert "make test" not in prose and "print" not in prose
     with pytest.raises(FileNotFoundError, match="no README.md or chapters"):
         collect_prose(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("source", CHAPTER_SOURCES, ids=lambda p: p.stem)
+def test_committed_outputs_hold_no_third_party_noise(source):
+    """What a reader sees in a chapter holds no MuJoCo deprecation warning (see gato_min.envs)."""
+    notebook = json.loads(source.with_suffix(".ipynb").read_text())
+    texts = ["".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", [])]
+    assert not [text for text in texts if "settotalmass" in text]

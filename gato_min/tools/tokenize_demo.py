@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Patch, Rectangle
 
-from gato_min.envs import make_env
+from gato_min.envs import get_task, make_env, model_observation
 from gato_min.plotting import TOKEN_COLORS, save_figure, use_style
 from gato_min.sequence import KIND_NAMES, TimestepLayout, build_batch, encode_timesteps
 from gato_min.tokenize import Tokenizer, mu_law_encode, patch_grid
@@ -46,6 +46,12 @@ def atari_timestep(task: str = "pong", seed: int = 0, warmup_steps: int = 60) ->
         frame, *_ = env.step(0)
     env.close()
     return Timestep(task, np.asarray(frame), np.asarray([2]))
+
+
+def model_timestep(step: Timestep) -> Timestep:
+    """The timestep as the model sees it: an Atari screen resized to the task's frame size
+    (`gato_min.envs.model_observation`); readings unchanged."""
+    return Timestep(step.task, model_observation(get_task(step.task), step.observation), step.action)
 
 
 def timestep_tokens(step: Timestep, tokenizer: Tokenizer) -> tuple[np.ndarray, list[str]]:
@@ -104,14 +110,15 @@ def tokenize_demo(config, out_dir: str | Path, seed: int = 0) -> tuple[str, Path
         f"-> {np.round(tokenizer.decode_actions(action_ids), 3).tolist()} (not companded)"
     )
 
-    pong = atari_timestep("pong", seed)
+    screen = atari_timestep("pong", seed)
+    pong = model_timestep(screen)  # the frame the model sees: 80 x 80, box-filtered
     pong_ids, pong_kinds = timestep_tokens(pong, tokenizer)
     rows, cols = patch_grid(*pong.observation.shape[:2], config.patch_size)
     patches = tokenizer.encode_image(pong.observation)
     lines.append(
-        f"\nPong frame {pong.observation.shape[0]}x{pong.observation.shape[1]}x3 -> padded to "
-        f"{rows * config.patch_size}x{cols * config.patch_size} -> {rows}x{cols} = {rows * cols} patches "
-        f"of shape {tuple(patches.shape[1:])}, pixels in [{patches.min():.3f}, {patches.max():.3f}]"
+        f"\nPong screen {screen.observation.shape[0]}x{screen.observation.shape[1]}x3 -> the model's frame "
+        f"{pong.observation.shape[0]}x{pong.observation.shape[1]}x3 (box filter) -> {rows}x{cols} = {rows * cols} "
+        f"patches of shape {tuple(patches.shape[1:])}, pixels in [{patches.min():.3f}, {patches.max():.3f}]"
     )
     lines.append(
         f"  timestep = {rows * cols} patch tokens + '|' + 1 button = {len(pong_ids)} tokens; "
