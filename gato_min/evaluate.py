@@ -9,12 +9,17 @@ normalized score, each with a 95 % confidence interval (Student's t over episode
 approximate D4RL-normalized score for MuJoCo tasks (D4RL's references were measured on older
 environment versions). The report folder holds `report.json`, `report.md`, a bar chart
 `scores.png` and a short rollout GIF per task (Atari: the screen; MuJoCo: rendered offscreen
-with MUJOCO_GL=egl, and skipped with a message where no renderer works).
+with MUJOCO_GL=egl by a camera that follows the torso, and skipped with a message where no
+renderer works), each frame captioned with its step and the return so far.
+
+The default folder is named after the settings (`RUN/eval`, `RUN/eval-no-prompt-t0`, ...), and
+a folder that holds a report of other settings is never written over unless asked to.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from gato_min.data.reference import d4rl_normalized_score, normalized_score, ref
 from gato_min.data.training_set import TEXT_TASK, task_episodes
 from gato_min.envs import get_task
 from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.plotting import PALETTE, label_bars, save_figure, use_style
 from gato_min.runs import load_model, read_data_settings
 
 # ----------------------------------------------------------------------------- statistics
@@ -116,11 +121,18 @@ def task_scores(task: str, returns) -> dict:
     return row
 
 
-def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: int = 2) -> Path:
-    """Write every `every`-th frame as an animated GIF, atomically."""
+def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: int = 2, colors: int = 32) -> Path:
+    """Write every `every`-th frame as an animated GIF, atomically. All frames share one palette
+    of `colors` colours (maximum coverage, so that the small robot keeps its own colours), drawn
+    from a few frames across the clip, without dithering: pixels that do not change keep their
+    index and the GIF stores little more than what moved (about 400 KB for 200 frames of a
+    192x192 MuJoCo render at every=2)."""
     if not frames:
         raise ValueError("no frames to write")
-    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames[::every]]
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB") for frame in frames[::every]]
+    samples = np.concatenate([np.asarray(image) for image in images[:: max(1, len(images) // 8)]], axis=0)
+    palette = Image.fromarray(samples).quantize(colors, method=Image.Quantize.MAXCOVERAGE)
+    images = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     buffer = io.BytesIO()
     images[0].save(
         buffer,
@@ -134,25 +146,84 @@ def save_gif(frames: list[np.ndarray], path: str | Path, fps: int = 25, every: i
     return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Bar chart of normalized scores with their 95 % intervals, against random (0) and expert (100)."""
+def score_figure(rows: list[dict], title: str = ""):
+    """The bar chart of normalized scores with their 95 % intervals, against random (0) and
+    expert (100); each value is written beyond its interval. Returns (fig, ax)."""
     use_style()
     fig, ax = plt.subplots(figsize=(max(3.5, 1.4 * len(rows) + 2), 3.2))
     names = [row["label"] if "label" in row else row["task"] for row in rows]
     means = [row["score_mean"] for row in rows]
     errors = [0.0 if math.isnan(row["score_ci95"]) else row["score_ci95"] for row in rows]
     ax.bar(names, means, yerr=errors, capsize=4, color=PALETTE[5])
-    for x, mean in enumerate(means):
-        ax.annotate(f"{mean:.0f}", (x, mean), textcoords="offset points", xytext=(0, 3), ha="center")
+    label_bars(ax, means, errors)
     ax.axhline(100, color=PALETTE[3], linestyle="--", linewidth=1, label="expert (100)")
     ax.axhline(0, color=PALETTE[0], linewidth=0.8, label="random (0)")
     ax.set_ylabel("normalized score")
     ax.set_title(title or "score per task, mean and 95 % interval")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the axes, off the bars
+    return fig, ax
+
+
+def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """`score_figure` saved as a PNG at `path` with the shared style."""
+    fig, _ = score_figure(rows, title)
     path = Path(path)
     out = save_figure(fig, path.stem, path.parent)
     plt.close(fig)
     return out
+
+
+# the settings that make two reports the same evaluation; a report is only rewritten by one of the same
+_SETTINGS = ("run", "tasks", "episodes", "num_envs", "seed", "temperature", "memory", "prompt_tokens", "max_steps")
+
+
+def default_out(
+    run_dir: str | Path,
+    tasks: list[str] | None = None,
+    seed: int = 0,
+    prompt_tokens: int | None = None,
+    temperature: float = 1.0,
+    max_steps: int | None = None,
+    memory: str = "window",
+) -> Path:
+    """The report folder that says what was evaluated: `RUN/eval` for the default settings,
+    else `eval` followed by the options that differ from them, in this order, e.g.
+    `eval-no-prompt-t0-seed100`, `eval-prompt48`, `eval-ring`, `eval-pong-max500`."""
+    parts = ["eval", *(tasks or [])]
+    if prompt_tokens is not None:
+        parts.append("no-prompt" if prompt_tokens == 0 else f"prompt{prompt_tokens}")
+    if memory != "window":
+        parts.append(memory)
+    if temperature != 1.0:
+        parts.append(f"t{temperature:g}")
+    if seed != 0:
+        parts.append(f"seed{seed}")
+    if max_steps is not None:
+        parts.append(f"max{max_steps}")
+    return Path(run_dir) / "-".join(parts)
+
+
+def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to write over a report of other settings, unless told to."""
+    path = out / "report.json"
+    if overwrite or not path.is_file():
+        return
+    stored = json.loads(path.read_text())
+    stored = {
+        **stored,
+        "run": Path(str(stored.get("run", ""))).name,
+        "tasks": [row["task"] for row in stored.get("tasks", [])],
+        "max_steps": stored.get("max_steps"),
+        "memory": stored.get("memory", "ring"),  # reports from before the choice played the ring
+    }
+    changed = [
+        f"{key} {stored.get(key)!r} -> {settings[key]!r}" for key in _SETTINGS if stored.get(key) != settings[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"{out} holds a report of other settings ({', '.join(changed)}); choose another folder with "
+            "--out, or pass --overwrite (overwrite=True) to replace it"
+        )
 
 
 def evaluate_run(
@@ -170,15 +241,35 @@ def evaluate_run(
     device: str = "cpu",
     progress: bool = True,
     memory: str = "window",
+    *,
+    overwrite: bool = False,
 ) -> dict:
-    """Play every task of a run with prompts and write the report; returns it as a dict.
-    `memory`: how the agent keeps its context (see `gato_min.agent`)."""
+    """Play every task of a run with prompts and write the report; returns it as a dict, with
+    the report folder under "out". `memory`: how the agent keeps its context (see
+    `gato_min.agent`). `out` defaults to `default_out(...)`, a folder named after the
+    settings; a folder holding a report of other settings is refused unless `overwrite`."""
     run_dir = Path(run_dir)
     settings = read_data_settings(run_dir)
-    tasks = list(tasks or [task for task in settings.tasks if task != TEXT_TASK])
+    all_tasks = [task for task in settings.tasks if task != TEXT_TASK]
+    tasks = list(tasks or all_tasks)
     if not tasks:
         raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
-    out = Path(out) if out is not None else run_dir / "eval"
+    if out is None:
+        subset = None if tasks == all_tasks else tasks
+        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory)
+    out = Path(out)
+    chosen = dict(
+        run=run_dir.name,
+        tasks=tasks,
+        episodes=episodes,
+        num_envs=num_envs,
+        seed=seed,
+        temperature=temperature,
+        memory=memory,
+        prompt_tokens=prompt_tokens,
+        max_steps=max_steps,
+    )
+    _check_out(out, chosen, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     rows, notes = [], []
     for task in tasks:
@@ -211,10 +302,12 @@ def evaluate_run(
         "temperature": temperature,
         "memory": memory,
         "prompt_tokens": prompt_tokens,
+        "max_steps": max_steps,
         "tasks": rows,
         "notes": notes,
     }
     atomic_write_json(out / "report.json", report)
+    report["out"] = str(out)
     report["chart"] = plot_scores(
         rows, out / "scores.png", f"{run_dir.name}: normalized score, {episodes} episodes per task"
     ).name

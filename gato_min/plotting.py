@@ -98,3 +98,25 @@ def plot_learning_curve(rows: list[dict], out_file: str | Path) -> Path:
     path = save_figure(fig, out_file.stem, out_file.parent)
     plt.close(fig)
     return path
+
+
+def label_bars(ax, means, errors, fmt: str = "{:.0f}") -> list:
+    """Write each bar's value just beyond the end of its error bar (above for a bar at or above
+    zero, below for a negative one), so that a label never sits on its interval; returns the
+    annotations. `errors` are the half-widths drawn with the bars (0 for none)."""
+    labels = []
+    for x, (mean, error) in enumerate(zip(means, errors)):
+        up = mean >= 0
+        end = mean + error if up else mean - error
+        labels.append(
+            ax.annotate(
+                fmt.format(mean),
+                (x, end),
+                textcoords="offset points",
+                xytext=(0, 3 if up else -3),
+                ha="center",
+                va="bottom" if up else "top",
+            )
+        )
+    ax.margins(y=0.15)  # room for the labels inside the axes
+    return labels

@@ -303,7 +303,10 @@ def test_train_processes_refuses_bad_arguments(tmp_path, cache):
 
 def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
     """bench-train's GPT-2 has gato_min's width, depth, heads and vocabulary; its FLOP count is
-    the textbook 6 x (matrix weights) per token plus attention and head."""
+    the textbook 6 x (matrix weights) per token plus attention and head; gpt2-counted (the head
+    only where a token is counted) computes the same loss and is counted with gato_min's head."""
+    from gato_min.tools.benchmarks import _gpt2_counted_loss, _gpt2_loss
+
     config = GatoConfig.from_preset("cpu-tiny", d_head=32, n_head=2)
     gpt2 = _gpt2_for(config)
     assert gpt2.config.n_embd == config.d_model and gpt2.config.n_layer == config.n_layer
@@ -315,9 +318,22 @@ def test_benchmark_compares_with_a_gpt2_of_the_same_shape():
     per_token = config.n_layer * (2 * (4 * d * d + 2 * d * config.d_ff) + 4 * d * (L + 1) / 2)
     expected = 3 * (2 * L * per_token + 10 * 2 * d * config.vocab.size)  # 2 sequences, 10 head positions
     assert train_flops_per_step(config, batch, head_positions=10) == pytest.approx(expected)
+    # gpt2-counted computes the head only where a counted token comes next: the same loss
+    assert _gpt2_counted_loss(gpt2, batch).item() == pytest.approx(_gpt2_loss(gpt2, batch).item(), rel=1e-5)
     result = bench_train(config, batch_size=2, repeats=1)
-    assert set(result["rows"]) == {"gato_min", "gpt2"}
-    assert all(0 < row["mfu"] < 1.5 and row["tokens_per_s"] > 0 for row in result["rows"].values())
+    rows = result["rows"]
+    assert set(rows) == {"gato_min", "gpt2", "gpt2-counted"}
+    assert all(0 < row["mfu"] < 1.5 and row["tokens_per_s"] > 0 for row in rows.values())
+    assert result["parameters"]["gpt2-counted"] == result["parameters"]["gpt2"]
+    # the head counted where gato_min counts it; GPT-2's full head at every position
+    assert rows["gpt2-counted"]["head_positions"] == rows["gato_min"]["head_positions"] < result["tokens_per_step"]
+    assert rows["gpt2"]["head_positions"] == result["tokens_per_step"]
+    for row in rows.values():  # batches of bench_train have `batch`'s shape (2 x L)
+        assert row["flops_per_step"] == pytest.approx(train_flops_per_step(config, batch, row["head_positions"]))
+    assert result["speedup"] == pytest.approx(rows["gato_min"]["tokens_per_s"] / rows["gpt2"]["tokens_per_s"])
+    assert result["same_work_speedup"] == pytest.approx(
+        rows["gato_min"]["tokens_per_s"] / rows["gpt2-counted"]["tokens_per_s"]
+    )
 
 
 def test_action_dimension_losses_average_to_the_action_loss(cache):

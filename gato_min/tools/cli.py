@@ -127,8 +127,9 @@ def _evaluate(args) -> int:
         args.device,
         not args.no_progress,
         args.memory,
+        overwrite=args.overwrite,
     )
-    out = Path(args.out) if args.out else Path(args.run) / "eval"
+    out = Path(report["out"])
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
     for row in report["tasks"]:
         d4rl = f"{row['d4rl_score_mean']:.1f} ± {row['d4rl_score_ci95']:.1f}" if "d4rl_score_mean" in row else "-"
@@ -299,7 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely token)")
     p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps")
-    p.add_argument("--out", default=None, help="report folder (default RUN/eval)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default RUN/eval, or RUN/eval-<options that differ from the defaults>, "
+        "e.g. eval-no-prompt-t0-seed100)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="write into --out even when it holds a report of other settings"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--cache", default=None, help="cache root of the demonstrations' data")

@@ -140,6 +140,7 @@ def run_demo(
             max_steps=max_steps,
             cache=cache,
             progress=progress,
+            overwrite=True,  # the demo's own folders: a second demo with other options replaces them
         )
         rows[name] = report["tasks"][0]
     torch.set_num_threads(caller_threads)
