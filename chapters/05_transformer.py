@@ -61,8 +61,8 @@ from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
-use_style()
-torch.manual_seed(0);  # (the ';' keeps the returned generator, whose address changes, out of the output)
+torch.manual_seed(0)
+use_style()  # (last: a cell ending in manual_seed would print the generator, whose address changes)
 
 # %% [markdown]
 # ## How many parameters, and which feed-forward form?
