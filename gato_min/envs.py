@@ -391,10 +391,3 @@ def model_observation(spec: TaskSpec, obs) -> np.ndarray:
     if spec.image_observations:
         return preprocess_frame(obs, spec.frame_size)
     return np.asarray(obs, dtype=np.float32).reshape(-1)
-
-
-def env_action(spec: TaskSpec, action):
-    """A model action (a button, or values in [-1, 1]) -> what the environment's step takes."""
-    if spec.discrete_actions:
-        return int(action)
-    return spec.action_from_unit(action).astype(np.float32)

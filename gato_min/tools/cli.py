@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--action-noise",
         type=float,
         default=0.0,
-        help="Gaussian noise on a MuJoCo actor's torques, played and recorded (TD3 explored with 0.1)",
+        help="Gaussian noise on a continuous policy's actions, in [-1, 1] units (TD3 explored with 0.1)",
     )
     p.add_argument(
         "--record",
