@@ -34,6 +34,10 @@ How gato_min does it (`GatoAgent.rollout`):
 * Action tokens are sampled from the model's distribution restricted to the ids the task can
   emit (`TaskCodec.action_ids`) at `temperature` (0 = the most likely token); the sampler is
   seeded, so an evaluation with the same seed and number of environments repeats exactly.
+  `readout="mean"` (beyond the paper, chapter 09) reads a continuous action token as the mean
+  of the model's distribution over the bins instead (the bin nearest to it is fed back): where
+  the model spreads its mass over neighbouring bins, one sampled or most likely bin is a noisy
+  or lopsided reading of what it predicts. Discrete actions (buttons) are always sampled.
 * Acting feeds tokens cut from rows of `gato_min.sequence.build_batch` (`gato_min.codec`), the
   builder that makes training windows, so the agent acts on exactly the tokens training saw.
 * Episode i is played from `start_episode(env, spec, seed + i)`, as the collector does, and
@@ -56,6 +60,8 @@ from gato_min.data.episodes import Episode
 from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
 from gato_min.sequence import TokenizedEpisodes, build_batch
+
+READOUTS = ("token", "mean")  # how a continuous action is read from the model's bin distribution
 
 
 @dataclass
@@ -92,6 +98,7 @@ class GatoAgent:
         prompt_tokens: int | None = None,
         temperature: float = 1.0,
         memory: str = "window",
+        readout: str = "token",
     ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
@@ -99,8 +106,11 @@ class GatoAgent:
             raise ValueError(f"temperature must be >= 0 (0 = the most likely token), got {temperature}")
         if memory not in ("window", "ring"):
             raise ValueError(f"memory must be 'window' or 'ring', got {memory!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         self.model, self.config, self.memory = model.eval(), model.config, memory
         self.codec = TaskCodec(task, self.config)
+        self.readout = "token" if self.codec.spec.discrete_actions else readout
         self.task, self.temperature = task, float(temperature)
         self.device = next(model.parameters()).device
         tokens_per_timestep = self.codec.layout.tokens_per_timestep
@@ -170,9 +180,14 @@ class GatoAgent:
     # ------------------------------------------------------------------------------- acting
 
     def sample(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Ids (B,) drawn from (B, vocab) logits restricted to the task's action ids."""
+        """Ids (B,) drawn from (B, vocab) logits restricted to the task's action ids (with
+        `readout="mean"`, the bin of the distribution's mean)."""
         low, high = self.codec.action_ids
         legal = logits[:, low:high].float()
+        if self.readout == "mean":  # the bins are evenly spaced, so the mean bin is the mean value's bin
+            probs = torch.softmax(legal, dim=1)
+            mean_bin = probs @ torch.arange(high - low, dtype=probs.dtype, device=probs.device)
+            return mean_bin.round().long() + low
         if self.temperature == 0:
             return legal.argmax(dim=1) + low
         probs = torch.softmax(legal / self.temperature, dim=1)

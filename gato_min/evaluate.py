@@ -174,7 +174,18 @@ def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
 
 
 # the settings that make two reports the same evaluation; a report is only rewritten by one of the same
-_SETTINGS = ("run", "tasks", "episodes", "num_envs", "seed", "temperature", "memory", "prompt_tokens", "max_steps")
+_SETTINGS = (
+    "run",
+    "tasks",
+    "episodes",
+    "num_envs",
+    "seed",
+    "temperature",
+    "memory",
+    "prompt_tokens",
+    "max_steps",
+    "readout",
+)
 
 
 def default_out(
@@ -185,15 +196,18 @@ def default_out(
     temperature: float = 1.0,
     max_steps: int | None = None,
     memory: str = "window",
+    readout: str = "token",
 ) -> Path:
     """The report folder that says what was evaluated: `RUN/eval` for the default settings,
     else `eval` followed by the options that differ from them, in this order, e.g.
-    `eval-no-prompt-t0-seed100`, `eval-prompt48`, `eval-ring`, `eval-pong-max500`."""
+    `eval-no-prompt-t0-seed100`, `eval-prompt48`, `eval-ring`, `eval-mean`, `eval-pong-max500`."""
     parts = ["eval", *(tasks or [])]
     if prompt_tokens is not None:
         parts.append("no-prompt" if prompt_tokens == 0 else f"prompt{prompt_tokens}")
     if memory != "window":
         parts.append(memory)
+    if readout != "token":
+        parts.append(readout)
     if temperature != 1.0:
         parts.append(f"t{temperature:g}")
     if seed != 0:
@@ -215,6 +229,7 @@ def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
         "tasks": [row["task"] for row in stored.get("tasks", [])],
         "max_steps": stored.get("max_steps"),
         "memory": stored.get("memory", "ring"),  # reports from before the choice played the ring
+        "readout": stored.get("readout", "token"),
     }
     changed = [
         f"{key} {stored.get(key)!r} -> {settings[key]!r}" for key in _SETTINGS if stored.get(key) != settings[key]
@@ -243,10 +258,12 @@ def evaluate_run(
     memory: str = "window",
     *,
     overwrite: bool = False,
+    readout: str = "token",
 ) -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict, with
     the report folder under "out". `memory`: how the agent keeps its context (see
-    `gato_min.agent`). `out` defaults to `default_out(...)`, a folder named after the
+    `gato_min.agent`); `readout`: how a continuous action is read from the bins ("token" or
+    "mean", see `GatoAgent`). `out` defaults to `default_out(...)`, a folder named after the
     settings; a folder holding a report of other settings is refused unless `overwrite`."""
     run_dir = Path(run_dir)
     settings = read_data_settings(run_dir)
@@ -256,7 +273,7 @@ def evaluate_run(
         raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
     if out is None:
         subset = None if tasks == all_tasks else tasks
-        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory)
+        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory, readout)
     out = Path(out)
     chosen = dict(
         run=run_dir.name,
@@ -268,6 +285,7 @@ def evaluate_run(
         memory=memory,
         prompt_tokens=prompt_tokens,
         max_steps=max_steps,
+        readout=readout,
     )
     _check_out(out, chosen, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,7 +297,13 @@ def evaluate_run(
         if prompt_tokens != 0:
             demonstrations = task_episodes(task, settings, cache, progress)[1]  # the held-out episodes
         agent = GatoAgent(
-            model, task, demonstrations, prompt_tokens=prompt_tokens, temperature=temperature, memory=memory
+            model,
+            task,
+            demonstrations,
+            prompt_tokens=prompt_tokens,
+            temperature=temperature,
+            memory=memory,
+            readout=readout,
         )
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
         row = task_scores(task, rollout.returns)
@@ -301,6 +325,7 @@ def evaluate_run(
         "seed": seed,
         "temperature": temperature,
         "memory": memory,
+        "readout": readout,
         "prompt_tokens": prompt_tokens,
         "max_steps": max_steps,
         "tasks": rows,
@@ -337,7 +362,8 @@ def format_report(report: dict) -> str:
         f"# Evaluation of {report['run']}",
         "",
         f"{report['episodes']} episodes per task on {report['num_envs']} environments, seed {report['seed']}, "
-        f"temperature {report['temperature']}, {report.get('memory', 'ring')} memory, prompt: "
+        f"temperature {report['temperature']}, {report.get('readout', 'token')} readout, "
+        f"{report.get('memory', 'ring')} memory, prompt: "
         + (
             "none"
             if report["prompt_tokens"] == 0

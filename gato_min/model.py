@@ -223,6 +223,24 @@ def smooth_value_embeddings(
     return (table / table.std() * std).float()
 
 
+def gaussian_bin_targets(bins: torch.Tensor, num_bins: int, width: float) -> torch.Tensor:
+    """(N, num_bins) target distributions: a Gaussian of standard deviation `width` bins around
+    the middle of each target bin, integrated over every bin and renormalized over [0, num_bins).
+
+    The histogram loss (Imani & White, 2018; "HL-Gauss", Farebrother et al., 2024): with a
+    one-hot target, bin 511 is as wrong as bin 0 when the answer is 512, so the model must learn
+    each bin's neighbourhood from data; a smoothed target tells it that nearby bins are nearly
+    right. The paper trains on one-hot targets (width 0, `TrainSettings.bin_smoothing`).
+    """
+    if width <= 0:
+        raise ValueError(f"the width of smoothed bin targets must be > 0 bins, got {width}")
+    edges = torch.arange(num_bins + 1, device=bins.device, dtype=torch.float32)
+    centre = bins.to(torch.float32)[:, None] + 0.5
+    mass = torch.special.ndtr((edges[None, :] - centre) / width)
+    probabilities = mass[:, 1:] - mass[:, :-1]
+    return probabilities / probabilities.sum(dim=1, keepdim=True)
+
+
 class GatoModel(nn.Module):
     def __init__(self, config, image_channels: int = 3):
         super().__init__()
@@ -278,20 +296,34 @@ class GatoModel(nn.Module):
         hidden = self.hidden_states(batch, cache, keep)
         return self.logits(hidden[:, -1] if last_only else hidden)
 
-    def token_losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_losses(self, batch, bin_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of every counted next token, and where they are: (losses (N,), counted
-        (B, L - 1) bool), position l of `counted` meaning token l + 1 of the sequence."""
+        (B, L - 1) bool), position l of `counted` meaning token l + 1 of the sequence.
+        `bin_smoothing` > 0: a continuous token's target is `gaussian_bin_targets` of that width
+        instead of its one bin (text and discrete tokens keep their one-hot target)."""
         hidden = self.hidden_states(batch)
         counted = batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]
         if not counted.any():
             raise ValueError("the batch has no token to predict (its loss mask is empty)")
-        logits = self.logits(hidden[:, :-1][counted])  # only where a counted token comes next
-        losses = F.cross_entropy(logits.float(), batch.token_ids[:, 1:][counted], reduction="none")
+        logits = self.logits(hidden[:, :-1][counted]).float()  # only where a counted token comes next
+        targets = batch.token_ids[:, 1:][counted]
+        if not bin_smoothing:
+            return F.cross_entropy(logits, targets, reduction="none"), counted
+        log_probs = F.log_softmax(logits, dim=-1)
+        losses = -log_probs.gather(1, targets[:, None]).squeeze(1)
+        vocab = self.config.vocab
+        bins = targets - vocab.continuous_offset
+        continuous = (bins >= 0) & (bins < vocab.num_bins)
+        if continuous.any():
+            smoothed = gaussian_bin_targets(bins[continuous], vocab.num_bins, bin_smoothing)
+            columns = log_probs[continuous, vocab.continuous_offset : vocab.continuous_offset + vocab.num_bins]
+            losses = losses.masked_scatter(continuous, -(smoothed * columns).sum(dim=1))
         return losses, counted
 
-    def loss(self, batch) -> torch.Tensor:
-        """Mean next-token cross-entropy over the tokens the loss mask keeps (Sec. 2.3)."""
-        return self.token_losses(batch)[0].mean()
+    def loss(self, batch, bin_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean next-token cross-entropy over the tokens the loss mask keeps (Sec. 2.3); see
+        `token_losses` for `bin_smoothing`."""
+        return self.token_losses(batch, bin_smoothing)[0].mean()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -301,9 +333,9 @@ class LossModule(nn.Module):
     """A model whose forward is the training loss: what DistributedDataParallel wraps (the
     training loop and the benchmarks both step through it)."""
 
-    def __init__(self, model: GatoModel):
+    def __init__(self, model: GatoModel, bin_smoothing: float = 0.0):
         super().__init__()
-        self.model = model
+        self.model, self.bin_smoothing = model, bin_smoothing
 
     def forward(self, batch) -> torch.Tensor:
-        return self.model.loss(batch)
+        return self.model.loss(batch, self.bin_smoothing)

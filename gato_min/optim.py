@@ -30,6 +30,10 @@ class TrainSettings:
     weight_decay: float = setting(0.1, "on matrices only; biases, norms and tables are not decayed")
     grad_clip: float = setting(1.0, "global gradient-norm clip")
     seed: int = setting(0, "model initialization and batch sampling")
+    # --- beyond the paper (chapter 09) ---
+    bin_smoothing: float = setting(
+        0.0, "width in bins of Gaussian-smoothed targets for continuous tokens (HL-Gauss); 0 = one-hot, the paper"
+    )
     # --- bookkeeping ---
     log_every: int = setting(10, "steps between metrics rows (loss averaged over them)")
     eval_every: int = setting(100, "steps between held-out evaluations (a multiple of log_every)")
@@ -47,6 +51,8 @@ class TrainSettings:
                 raise ValueError(
                     f"TrainSettings.{name} ({getattr(self, name)}) must be a multiple of log_every ({self.log_every})"
                 )
+        if self.bin_smoothing < 0:
+            raise ValueError(f"TrainSettings.bin_smoothing must be >= 0 bins, got {self.bin_smoothing!r}")
         if self.warmup_steps < 0 or not 0 < self.min_lr_ratio <= 1 or self.lr <= 0:
             raise ValueError("TrainSettings needs lr > 0, warmup_steps >= 0 and min_lr_ratio in (0, 1]")
 

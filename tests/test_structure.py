@@ -29,8 +29,9 @@ FLOORS = [
     ["model"],
     ["optim", "task_data", "runs"],
     ["train"],
-    ["launch", "agent", "evaluate"],
+    ["launch", "agent", "evaluate", "peers"],
     [
+        "tools.bench_learn",
         "tools.benchmarks",
         "tools.demo",
         "tools.experts",

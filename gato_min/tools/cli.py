@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from gato_min.agent import READOUTS
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect_to_file
 from gato_min.data.formats import read_d4rl
@@ -128,6 +129,7 @@ def _evaluate(args) -> int:
         not args.no_progress,
         args.memory,
         overwrite=args.overwrite,
+        readout=args.readout,
     )
     out = Path(report["out"])
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
@@ -298,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-prompt", action="store_true", help="act without a demonstration prompt")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely token)")
+    p.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="token",
+        help="token: sample each continuous action token at --temperature (the paper); mean: the mean of "
+        "the model's distribution over the bins (chapter 09)",
+    )
     p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps")
     p.add_argument(

@@ -9,6 +9,7 @@ import torch
 
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
+from gato_min.tools.bench_learn import CONTENDERS, bench_learn
 from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
 
 
@@ -99,8 +100,23 @@ def _bench_act(args) -> int:
     return 0
 
 
+def _bench_learn(args) -> int:
+    bench_learn(
+        args.task,
+        tuple(args.minutes),
+        tuple(args.contenders),
+        args.out,
+        args.episodes,
+        args.seed,
+        args.processes,
+        args.cache,
+        not args.no_progress,
+    )
+    return 0
+
+
 def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
-    """Add bench-collect, bench-batches, bench-train, bench-processes and bench-act to `sub`."""
+    """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act and bench-learn to `sub`."""
     p = sub.add_parser(
         "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
     )
@@ -155,3 +171,20 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-steps", type=int, default=200, help="steps per rollout episode")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_bench_act)
+
+    p = sub.add_parser(
+        "bench-learn",
+        parents=[common],
+        help="score in the real environment against minutes of training: gato_min's settings, a Decision "
+        "Transformer and an MLP on the same data",
+    )
+    p.add_argument("--task", default="halfcheetah", help="a MuJoCo task")
+    p.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 15], help="training budgets")
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
+    p.add_argument("--out", default="runs/bench-learn", help="folder for the runs, bench_learn.json and the plot")
+    p.add_argument("--episodes", type=int, default=10, help="episodes scored per contender and budget")
+    p.add_argument("--seed", type=int, default=1000, help="episode i starts from seed + i")
+    p.add_argument("--processes", type=int, default=2, help="gato_min's training processes (and threads of peers)")
+    p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_bench_learn)

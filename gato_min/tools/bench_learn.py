@@ -1,0 +1,284 @@
+"""How fast does each model learn? Score in the real environment against minutes of training.
+
+    python -m gato_min bench-learn --task halfcheetah --minutes 2 5 10 15
+
+Every contender trains on the same episodes (the task's DART-labelled expert data, as the
+demo collects it) on this machine, one after the other, and its weights are kept when its
+training wall time first passes each budget. Afterwards every kept model plays the same
+`episodes` episodes (fixed seeds, no prompt) and gets the task's normalized score
+(0 = random, 100 = the shipped expert). Evaluation time is not training time.
+
+Contenders (`CONTENDERS`; choose with `--contenders`):
+
+* `gato-paper`: the small preset with the paper's choices (one-hot bin targets, no position
+  for action tokens, every table row drawn alike), acting by sampling each action token;
+* `gato-recipe`: the stored cheetah recipe (`gato_min.tools.demo`), taking the most likely bin;
+  `gato-recipe+mean`: the same weights read by the mean of the bins (`GatoAgent(readout="mean")`);
+* `gato-smooth`: the recipe trained on Gaussian-smoothed bin targets
+  (`TrainSettings.bin_smoothing`), read by the mean of the bins; `gato-smooth+argmax`: the same
+  weights taking the most likely bin;
+* `dt`: the Decision Transformer of `gato_min.peers` with its published gym settings;
+* `mlp`: the 2-layer MLP regressor, the floor.
+
+gato_min trains as `train_processes` runs it (2 single-threaded processes, the fastest way on 2
+cores, `bench-processes`); the peers train in this process with 2 threads. A gato run's
+learning-rate schedule is fitted to the longest budget: a 40-step probe measures its steps/s
+first. Results go to `<out>/bench_learn.json` and a plot `<out>/bench_learn.png`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from gato_min.agent import GatoAgent
+from gato_min.data.training_set import DataSettings, task_episodes
+from gato_min.envs import get_task
+from gato_min.evaluate import task_scores
+from gato_min.files import atomic_write_json
+from gato_min.launch import train_processes
+from gato_min.peers import (
+    DecisionTransformer,
+    DTData,
+    DTPolicy,
+    DTSettings,
+    MLPPolicyPeer,
+    MLPRegressor,
+    dt_loss,
+    play,
+    train_for,
+)
+from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.runs import RunFolder, load_model, read_settings
+from gato_min.tools.demo import DEMO_CONFIG, demo_settings
+
+# gato contenders: (config, changes to the demo's TrainSettings, {row name suffix: (readout, temperature)}):
+# each kept model is scored once per way of reading its actions
+CONTENDERS = {
+    "gato-paper": (DEMO_CONFIG.replace(action_positions="none", value_init="normal"), {}, {"": ("token", 1.0)}),
+    "gato-recipe": (DEMO_CONFIG, {}, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
+    "gato-smooth": (DEMO_CONFIG, {"bin_smoothing": 10.0}, {"": ("mean", 1.0), "+argmax": ("token", 0.0)}),
+    "dt": None,
+    "mlp": None,
+}
+
+
+def bench_data(task: str, episodes: int = 500) -> DataSettings:
+    """The demo's data for any MuJoCo task: the shipped expert with N(0, 0.3) on its torques,
+    its own torques recorded (DART), no return filter."""
+    data, _ = demo_settings(episodes=episodes)
+    return dataclasses.replace(data, tasks=(task,))
+
+
+def _train_gato(name, task, data, out, minutes, processes, cache, progress) -> dict:
+    config, changes, _ = CONTENDERS[name]
+    _, settings = demo_settings()
+    settings = dataclasses.replace(settings, **changes)
+    run_dir = out / name
+    if not RunFolder(run_dir).config.exists():  # fit the schedule to the longest budget
+        probe = out / f"{name}-probe"
+        shutil.rmtree(probe, ignore_errors=True)
+        probe_settings = dataclasses.replace(settings, steps=10_000, eval_every=1000, checkpoint_every=1000)
+        train_processes(config, data, probe_settings, probe, processes, cache=cache, progress=False, stop_after=40)
+        rows = RunFolder(probe).rows()
+        rate = (rows[-1]["step"] - rows[1]["step"]) / (rows[-1]["elapsed_s"] - rows[1]["elapsed_s"])
+        shutil.rmtree(probe)
+        settings = dataclasses.replace(settings, steps=int(rate * 60 * max(minutes)))
+    else:
+        settings = dataclasses.replace(settings, steps=read_settings(run_dir).steps)  # resume as planned
+    print(f"  {name}: {settings.steps} steps planned for {max(minutes):g} minutes", flush=True)
+    train_processes(
+        config, data, settings, run_dir, processes, cache=cache, progress=progress, snapshot_minutes=tuple(minutes)
+    )
+    return {"steps_planned": settings.steps}
+
+
+def _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps) -> list[dict]:
+    run = RunFolder(out / name)
+    rows = []
+    for suffix, (readout, temperature) in CONTENDERS[name][2].items():
+        for mark in minutes:
+            path = run.snapshot(mark) if run.snapshot(mark).exists() else run.weights  # the schedule ended before
+            model = load_model(run.path, task=task, weights=path)
+            agent = GatoAgent(model, task, [], prompt_tokens=0, temperature=temperature, readout=readout)
+            rollout = agent.rollout(episodes, num_envs=episodes, seed=seed, max_steps=max_steps, progress=False)
+            rows.append(
+                _row(name + suffix, mark, rollout.returns, task) | {"readout": readout, "temperature": temperature}
+            )
+    return rows
+
+
+def _row(name: str, mark: float, returns, task: str) -> dict:
+    scores = task_scores(task, returns)
+    return {
+        "contender": name,
+        "minutes": mark,
+        "score_mean": round(scores["score_mean"], 2),
+        "score_ci95": round(scores["score_ci95"], 2),
+        "return_mean": round(scores["return_mean"], 1),
+        "returns": scores["returns"],
+    }
+
+
+def _train_peer(name, task, train_episodes, minutes, seed) -> dict:
+    """Train a peer in this process, keeping its weights at each budget."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    settings = DTSettings()
+    data = DTData(train_episodes, task, settings)
+    state_dim, action_dim = data.states.shape[1], data.actions.shape[1]
+    if name == "dt":
+        model = DecisionTransformer(state_dim, action_dim, settings)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+        def step_fn():
+            return dt_loss(model, data.sample(settings.batch_size, rng))
+
+        def schedule(step):
+            return settings.lr * min(1.0, step / settings.warmup_steps)
+
+        clip = settings.grad_clip
+    else:
+        model = MLPRegressor(state_dim, action_dim)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        states, actions = torch.from_numpy(data.states), torch.from_numpy(data.actions)
+
+        def step_fn():
+            pick = torch.from_numpy(rng.integers(0, len(states), 256))
+            return ((model(states[pick]) - actions[pick]) ** 2).mean()
+
+        schedule, clip = None, float("inf")
+    kept = {}
+
+    def on_mark(mark, step):
+        kept[mark / 60] = (copy.deepcopy(model.state_dict()), step)
+
+    model.train()
+    train_for(step_fn, optimizer, [60 * m for m in minutes], on_mark, clip, model.parameters(), schedule)
+    return {"model": model, "data": data, "kept": kept, "action_dim": action_dim}
+
+
+def _evaluate_peer(name, task, trained, episodes, seed, max_steps) -> list[dict]:
+    rows = []
+    model, data = trained["model"], trained["data"]
+    for mark, (state, step) in trained["kept"].items():
+        model.load_state_dict(state)
+        if name == "dt":
+            policy = DTPolicy(model, data, trained["action_dim"], target_return=data.best_return)
+        else:
+            policy = MLPPolicyPeer(model, data.standardize)
+        row = _row(name, mark, play(policy, task, episodes, episodes, seed, max_steps), task)
+        rows.append(row | {"steps": step})
+    return rows
+
+
+def bench_learn(
+    task: str = "halfcheetah",
+    minutes: tuple[float, ...] = (2, 5, 10, 15),
+    contenders: tuple[str, ...] = tuple(CONTENDERS),
+    out: str | Path = "runs/bench-learn",
+    episodes: int = 10,
+    seed: int = 1000,
+    processes: int = 2,
+    cache=None,
+    progress: bool = True,
+    max_steps: int | None = None,
+    data: DataSettings | None = None,
+) -> dict:
+    """Train every contender on the same data for the longest budget, keeping its weights at
+    each budget; score each kept model over `episodes` episodes (seeds `seed`..; `max_steps`
+    cuts them short, for tests); write and return the table. `data` defaults to
+    `bench_data(task)`. A second call with the same `out` reuses finished gato runs."""
+    unknown = [c for c in contenders if c not in CONTENDERS]
+    if unknown:
+        raise ValueError(f"unknown contenders {unknown}; choose from {list(CONTENDERS)}")
+    minutes = tuple(sorted(float(m) for m in minutes))
+    if not minutes or minutes[0] <= 0:
+        raise ValueError(f"minutes must be positive budgets, got {minutes}")
+    if get_task(task).family != "mujoco":
+        raise ValueError(f"bench-learn compares models on continuous-control tasks; {task!r} is not one")
+    out = Path(out)
+    data = data or bench_data(task)
+    train_episodes, _, _ = task_episodes(task, data, cache, progress)
+    caller_threads = torch.get_num_threads()
+    rows, notes = [], {}
+    try:
+        for name in contenders:
+            print(f"\n[{name}] training for {minutes[-1]:g} minutes, kept at {', '.join(f'{m:g}' for m in minutes)}")
+            begin = time.perf_counter()
+            if CONTENDERS[name] is not None:
+                notes[name] = _train_gato(name, task, data, out, minutes, processes, cache, progress)
+                torch.set_num_threads(processes)
+                rows += _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps)
+            else:
+                torch.set_num_threads(processes)
+                trained = _train_peer(name, task, train_episodes, minutes, seed=0)
+                rows += _evaluate_peer(name, task, trained, episodes, seed, max_steps)
+            notes.setdefault(name, {})["wall_s"] = round(time.perf_counter() - begin, 1)
+            for row in rows:
+                if row["contender"].startswith(name):
+                    print(f"  {row['minutes']:5g} min: score {row['score_mean']:6.1f} ± {row['score_ci95']:.1f}")
+    finally:
+        torch.set_num_threads(caller_threads)
+    result = {
+        "task": task,
+        "minutes": list(minutes),
+        "episodes": episodes,
+        "seed": seed,
+        "max_steps": max_steps,
+        "data": dataclasses.asdict(data) | {"tasks": list(data.tasks)},
+        "train_episodes": len(train_episodes),
+        "rows": rows,
+        "notes": notes,
+    }
+    atomic_write_json(out / "bench_learn.json", result)
+    result["plot"] = str(plot_bench_learn(result, out / "bench_learn.png"))
+    print("\n" + format_table(result))
+    return result
+
+
+def format_table(result: dict) -> str:
+    """Score (mean ± 95 % CI) per contender and budget."""
+    minutes = result["minutes"]
+    lines = [
+        f"{result['task']}: normalized score after m minutes of training, {result['episodes']} episodes each",
+        f"{'contender':14s}" + "".join(f"{f'{m:g} min':>15s}" for m in minutes),
+    ]
+    for name in dict.fromkeys(row["contender"] for row in result["rows"]):
+        cells = {row["minutes"]: row for row in result["rows"] if row["contender"] == name}
+        lines.append(
+            f"{name:14s}"
+            + "".join(
+                f"{cells[m]['score_mean']:8.1f} ± {cells[m]['score_ci95']:<4.1f}" if m in cells else f"{'-':>15s}"
+                for m in minutes
+            )
+        )
+    return "\n".join(lines)
+
+
+def plot_bench_learn(result: dict, path: str | Path) -> Path:
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for colour, name in zip(PALETTE, dict.fromkeys(row["contender"] for row in result["rows"])):
+        cells = sorted((row for row in result["rows"] if row["contender"] == name), key=lambda r: r["minutes"])
+        x = [row["minutes"] for row in cells]
+        mean = np.array([row["score_mean"] for row in cells])
+        ci = np.array([row["score_ci95"] for row in cells])
+        ax.plot(x, mean, marker="o", color=colour, label=name)
+        ax.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.15)
+    ax.axhline(100, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("minutes of training (2 CPU cores)")
+    ax.set_ylabel("normalized score (100 = expert)")
+    ax.set_title(f"{result['task']}: learning speed on the same data")
+    ax.legend(loc="lower right", fontsize=8)
+    path = Path(path)
+    saved = save_figure(fig, path.stem, path.parent)
+    plt.close(fig)
+    return saved

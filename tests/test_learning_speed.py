@@ -1,0 +1,158 @@
+"""The learning-speed levers and the peers they are measured against: smoothed bin targets,
+reading an action from the bin distribution, the Decision Transformer and MLP peers, and
+bench-learn end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gato_min.agent import GatoAgent
+from gato_min.config import GatoConfig
+from gato_min.data.collect import collect
+from gato_min.data.training_set import DataSettings
+from gato_min.model import GatoModel, gaussian_bin_targets
+from gato_min.optim import TrainSettings
+from gato_min.peers import DecisionTransformer, DTData, DTPolicy, DTSettings, dt_loss, play
+from gato_min.sampling import SequenceSampler
+from gato_min.sequence import TokenizedEpisodes
+from gato_min.tokenize import Tokenizer
+from gato_min.tools.bench_learn import bench_learn
+
+TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
+
+
+@pytest.fixture(scope="module")
+def cheetah_episodes():
+    return collect("halfcheetah", "random", 3, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes
+
+
+def test_gaussian_bin_targets_are_distributions_centred_on_the_target():
+    targets = gaussian_bin_targets(torch.tensor([0, 300, 1023]), 1024, 5.0)
+    assert targets.shape == (3, 1024)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(3))
+    mean = (targets * torch.arange(1024)).sum(dim=1)
+    assert mean[1] == pytest.approx(300.0, abs=1e-3)  # far from the edges: centred on the bin
+    assert mean[0] > 0.5 and mean[2] < 1022.5  # at an edge the cut-off tail pulls the mean inward
+    std = ((targets[1] * (torch.arange(1024) - 300.0) ** 2).sum()).sqrt()
+    assert std == pytest.approx((5.0**2 + 1 / 12) ** 0.5, rel=0.02)  # a Gaussian spread over unit bins
+    with pytest.raises(ValueError, match="width"):
+        gaussian_bin_targets(torch.tensor([3]), 1024, 0.0)
+
+
+def _batch(episodes, seed=0):
+    tokenizer = Tokenizer(TINY)
+    data = TokenizedEpisodes(episodes, tokenizer, "halfcheetah")
+    return SequenceSampler(data, TINY, np.random.default_rng(seed)).sample(4)
+
+
+def test_smoothed_loss_spreads_only_continuous_targets(cheetah_episodes):
+    torch.manual_seed(0)
+    model = GatoModel(TINY).eval()
+    batch = _batch(cheetah_episodes)
+    with torch.no_grad():
+        plain, counted = model.token_losses(batch)
+        narrow, _ = model.token_losses(batch, bin_smoothing=1e-3)  # all mass in the target bin: one-hot
+        wide, _ = model.token_losses(batch, bin_smoothing=20.0)
+        hidden = model.hidden_states(batch)[:, :-1][counted]
+        log_probs = F.log_softmax(model.logits(hidden[:1]).float(), dim=-1)[0]
+    assert torch.allclose(plain, narrow, atol=1e-4)
+    assert not torch.allclose(plain, wide, atol=1e-2)
+    # the wide loss by hand for the first counted token
+    vocab = TINY.vocab
+    target = int(batch.token_ids[:, 1:][counted][0]) - vocab.continuous_offset
+    smoothed = gaussian_bin_targets(torch.tensor([target]), vocab.num_bins, 20.0)[0]
+    bins = log_probs[vocab.continuous_offset : vocab.continuous_offset + vocab.num_bins]
+    assert float(wide[0]) == pytest.approx(float(-(smoothed * bins).sum()), rel=1e-5)
+    with pytest.raises(ValueError, match="bin_smoothing"):
+        TrainSettings(bin_smoothing=-1.0)
+
+
+def test_mean_readout_takes_the_mean_bin_and_leaves_buttons_alone():
+    torch.manual_seed(0)
+    model = GatoModel(TINY).eval()
+    agent = GatoAgent(model, "halfcheetah", prompt_tokens=0, readout="mean")
+    low, _ = agent.codec.action_ids
+    logits = torch.full((2, TINY.vocab.size), -1e4)
+    logits[0, low + 100] = logits[0, low + 201] = 0.0  # two equal peaks: the mean lies between them
+    logits[1, low + 7] = 0.0
+    ids = agent.sample(logits, torch.Generator().manual_seed(0))
+    assert ids.tolist() == [low + 150, low + 7]  # 150.5 rounds to the even 150
+    assert GatoAgent(model, "pong", prompt_tokens=0, readout="mean").readout == "token"
+    with pytest.raises(ValueError, match="readout"):
+        GatoAgent(model, "halfcheetah", prompt_tokens=0, readout="median")
+
+
+def test_decision_transformer_windows_and_masks(cheetah_episodes):
+    settings = DTSettings(context=8, n_layer=1, hidden=32)
+    data = DTData(cheetah_episodes, "halfcheetah", settings)
+    first = cheetah_episodes[0]
+    expected = np.cumsum(first.rewards[::-1])[::-1] / settings.return_scale
+    assert np.allclose(data.returns[:40], expected, atol=1e-5)
+    batch = data.sample(64, np.random.default_rng(0))
+    is_real = batch["valid"].numpy()
+    assert is_real[:, -1].all() and (~is_real).any()  # windows end on a real step; those near an end are padded left
+    assert (np.diff(is_real.astype(int), axis=1) >= 0).all()  # padding only on the left
+    assert (batch["states"].numpy()[~is_real] == 0).all()
+
+    torch.manual_seed(0)
+    model = DecisionTransformer(17, 6, settings).eval()
+    with torch.no_grad():
+        predicted = model(**batch)
+        changed = {k: v.clone() for k, v in batch.items()}
+        changed["actions"][:, -1] += 1.0  # the last action comes after every prediction's state
+        changed["states"][~batch["valid"]] = 5.0  # padding is never attended to
+        valid = batch["valid"]
+        assert torch.allclose(model(**changed)[valid], predicted[valid], atol=1e-5)
+        changed["states"][:, -1] += 1.0
+        assert not torch.allclose(model(**changed)[:, -1], predicted[:, -1])
+    assert predicted.abs().max() <= 1.0
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(60):
+        loss = dt_loss(model, data.sample(32, rng))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+
+    policy = DTPolicy(model, data, 6, target_return=data.best_return)
+    returns = [play(policy, "halfcheetah", 3, num_envs=2, seed=5, max_steps=12) for _ in range(2)]
+    assert returns[0].shape == (3,) and np.array_equal(returns[0], returns[1])
+
+
+def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
+    data = DataSettings(
+        tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25
+    )
+    result = bench_learn(
+        "halfcheetah",
+        minutes=(0.05, 0.1),
+        contenders=("gato-smooth", "dt", "mlp"),
+        out=tmp_path / "bench",
+        episodes=2,
+        max_steps=10,
+        cache=tmp_path / "cache",
+        progress=False,
+        data=data,
+    )
+    rows = {(row["contender"], row["minutes"]): row for row in result["rows"]}
+    names = ("gato-smooth", "gato-smooth+argmax", "dt", "mlp")
+    assert set(rows) == {(c, m) for c in names for m in (0.05, 0.1)}
+    assert rows[("gato-smooth", 0.1)]["readout"] == "mean"
+    assert all(len(row["returns"]) == 2 for row in rows.values())
+    assert rows[("dt", 0.05)]["steps"] < rows[("dt", 0.1)]["steps"]
+    run = tmp_path / "bench" / "gato-smooth"
+    assert (run / "snapshots" / "0.05min.safetensors").is_file()
+    assert json.loads((run / "settings.json").read_text())["bin_smoothing"] == 10.0
+    stored = json.loads((tmp_path / "bench" / "bench_learn.json").read_text())
+    assert stored["rows"] == result["rows"]
+    assert (tmp_path / "bench" / "bench_learn.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown contenders"):
+        bench_learn("halfcheetah", contenders=("gpt5",), out=tmp_path / "x")
