@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from gato_min.codec import TaskCodec
 from gato_min.data.episodes import Episode
+from gato_min.data.reference import reference_returns
 from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
 from gato_min.sequence import TokenizedEpisodes, build_batch
@@ -99,6 +100,7 @@ class GatoAgent:
         temperature: float = 1.0,
         memory: str = "window",
         readout: str = "token",
+        target_return: float | None = None,
     ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
@@ -111,6 +113,15 @@ class GatoAgent:
         self.model, self.config, self.memory = model.eval(), model.config, memory
         self.codec = TaskCodec(task, self.config)
         self.readout = "token" if self.codec.spec.discrete_actions else readout
+        self.target_return = None
+        if self.config.return_conditioning:  # default: ask for the expert's return
+            target = reference_returns(task).get("expert") if target_return is None else target_return
+            if target is None or not np.isfinite(target):
+                raise ValueError(
+                    f"the model is return-conditioned and task {task!r} has no expert reference return: "
+                    f"pass target_return (got {target_return!r})"
+                )
+            self.target_return = float(target)
         self.task, self.temperature = task, float(temperature)
         self.device = next(model.parameters()).device
         tokens_per_timestep = self.codec.layout.tokens_per_timestep
@@ -201,14 +212,18 @@ class GatoAgent:
         generator: torch.Generator,
         previous: torch.Tensor | None = None,
         fresh: np.ndarray | None = None,
+        returns_to_go: np.ndarray | None = None,
     ) -> tuple[np.ndarray, torch.Tensor]:
         """One step of B environments: feed their observations, sample their action tokens.
 
         `previous` (B, 1): the last action token of the previous step, fed now; `fresh` (B,)
-        bool marks rows that have just started an episode, whose `previous` token is not kept.
+        bool marks rows that have just started an episode, whose `previous` token is not kept;
+        `returns_to_go` (B,): the return each row still asks for (return-conditioned models).
         Returns the environment actions and all their sampled ids (B, action_tokens)."""
         codec = self.codec
-        batch = codec.observation_batch(observations, None if previous is None else previous.cpu().numpy())
+        batch = codec.observation_batch(
+            observations, None if previous is None else previous.cpu().numpy(), returns_to_go
+        )
         keep = None
         if previous is not None and fresh is not None and fresh.any():
             keep = torch.ones(batch.shape, dtype=torch.bool)
@@ -222,10 +237,10 @@ class GatoAgent:
         return codec.decode_actions(ids.numpy()), ids
 
     @torch.no_grad()
-    def _rebuild(self, cache: KVCache, history: list[tuple[list, list]], prefixes: list) -> None:
+    def _rebuild(self, cache: KVCache, history: list[tuple[list, list, list]], prefixes: list) -> None:
         """Start the cache afresh: each row's prompt, then as many of its episode's latest whole
-        timesteps as fill half the room the prompt leaves (all of them, at least one step short
-        of a full window), fed in one call."""
+        timesteps (observations, action ids, returns-to-go) as fill half the room the prompt
+        leaves (all of them, at least one step short of a full window), fed in one call."""
         per_step = self.codec.layout.tokens_per_timestep
         prompt = max((p.length for p in prefixes if p is not None), default=0)
         keep = max(0, (self.config.context_length - prompt) // per_step // 2)
@@ -233,15 +248,16 @@ class GatoAgent:
         for row, prefix in enumerate(prefixes):
             if prefix is not None:
                 cache.install_prefix([row], prefix)
-        if keep == 0 or not any(obs for obs, _ in history):
+        if keep == 0 or not any(obs for obs, _, _ in history):
             return
         observations = [
-            np.stack(obs[-keep:]) if obs else np.zeros((0, *self.codec.spec.observation_shape)) for obs, _ in history
+            np.stack(obs[-keep:]) if obs else np.zeros((0, *self.codec.spec.observation_shape)) for obs, _, _ in history
         ]
         actions = [
-            np.stack(ids[-keep:]) if ids else np.zeros((0, self.codec.action_tokens), np.int64) for _, ids in history
+            np.stack(ids[-keep:]) if ids else np.zeros((0, self.codec.action_tokens), np.int64) for _, ids, _ in history
         ]
-        batch = self.codec.timesteps_batch(observations, actions)
+        returns = [np.array(rtg[-keep:], dtype=np.float64) for _, _, rtg in history]
+        batch = self.codec.timesteps_batch(observations, actions, returns if self.target_return is not None else None)
         self.model.extend(batch.to(self.device), cache, batch.attention_mask, last_only=True)
 
     def rollout(
@@ -268,7 +284,8 @@ class GatoAgent:
         prefixes = self.prefixes()
         generator = torch.Generator().manual_seed(seed)
         cache = KVCache(self.config, num_envs, device=self.device)
-        history: list[tuple[list, list]] = [([], []) for _ in range(num_envs)]  # this episode's (obs, ids)
+        history: list[tuple[list, list, list]] = [([], [], []) for _ in range(num_envs)]  # (obs, ids, rtg)
+        remaining = np.zeros(num_envs)  # the return each row still asks for (return-conditioned models)
         row_prefix: list[CachePrefix | None] = [None] * num_envs
         returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
         row_episode = np.full(num_envs, -1)
@@ -288,7 +305,8 @@ class GatoAgent:
             observations[row] = model_observation(spec, raw)
             if episode == 0 and record_frames:
                 frames.append(_frame(envs[row], raw, spec, 0, 0.0))
-            history[row] = ([], [])
+            history[row] = ([], [], [])
+            remaining[row] = self.target_return or 0.0
             row_prefix[row] = prefixes[episode % len(prefixes)] if prefixes else None
             if row_prefix[row] is not None:
                 cache.install_prefix([row], row_prefix[row])
@@ -311,17 +329,19 @@ class GatoAgent:
             if self.memory == "window" and cache.time + step_tokens - (previous is None) > cache.capacity:
                 self._rebuild(cache, history, row_prefix)
                 previous, fresh[:] = None, False
-            actions, ids = self.act(np.stack(observations), cache, generator, previous, fresh)
+            rtg = remaining.copy() if self.target_return is not None else None
+            actions, ids = self.act(np.stack(observations), cache, generator, previous, fresh, rtg)
             previous = ids[:, -1:]
             fresh[:] = False
             for row in np.flatnonzero(active):
                 episode = row_episode[row]
                 if self.memory == "window":  # a window's worth is all a rebuild can use
-                    for kept, item in zip(history[row], (observations[row], ids[row].numpy())):
+                    for kept, item in zip(history[row], (observations[row], ids[row].numpy(), remaining[row])):
                         kept.append(item)
                         del kept[:-window_steps]
                 raw, reward, terminated, truncated, _ = envs[row].step(actions[row])
                 returns[episode] += float(reward)
+                remaining[row] -= float(reward)
                 lengths[episode] += 1
                 env_steps += 1
                 observations[row] = model_observation(spec, raw)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gato_min.batch import Batch
 from gato_min.envs import get_task
-from gato_min.sequence import Batch, TimestepLayout, Timesteps, build_batch, encode_actions, encode_timesteps
+from gato_min.sequence import TimestepLayout, Timesteps, build_batch, encode_actions, encode_timesteps
 from gato_min.tokenize import Tokenizer
 
 
@@ -30,7 +31,7 @@ class TaskCodec:
         self.spec = get_task(task)
         self.config = config
         self.tokenizer = Tokenizer(config)
-        self.layout = TimestepLayout.for_task(self.spec, config.patch_size)
+        self.layout = TimestepLayout.for_task(self.spec, config.patch_size, config.return_conditioning)
         vocab = config.vocab
         if self.spec.discrete_actions:
             self.action_ids = (0, self.spec.action_dim)  # legal buttons: ids [0, n)
@@ -60,11 +61,16 @@ class TaskCodec:
         return observations
 
     def timesteps(
-        self, observations: np.ndarray | None, action_ids: np.ndarray | None = None, count: int | None = None
+        self,
+        observations: np.ndarray | None,
+        action_ids: np.ndarray | None = None,
+        count: int | None = None,
+        returns_to_go: np.ndarray | None = None,
     ) -> Timesteps:
-        """Timesteps of model observations and their action ids (None: not known yet). With no
-        observations, `count` blank ones: placeholder ids and patches for timesteps of which only
-        the action tokens are fed (they are cut away by `Batch.window`, never encoded)."""
+        """Timesteps of model observations and their action ids (None: not known yet), and the
+        returns-to-go (B,) a return-conditioned model reads. With no observations, `count` blank
+        ones: placeholder ids and patches for timesteps of which only the action tokens are fed
+        (they are cut away by `Batch.window`, never encoded)."""
         if observations is None:
             layout = self.layout
             patches = None
@@ -77,22 +83,35 @@ class TaskCodec:
                 patches,
                 np.zeros((count, layout.num_values), np.int32),
                 np.zeros((count, layout.action_dim), np.int32),
+                np.zeros((count, layout.return_tokens), np.int32),
             )
         else:
-            steps = encode_timesteps(self.layout, self.tokenizer, self.check_observations(observations))
+            observations = self.check_observations(observations)
+            if self.layout.return_tokens and returns_to_go is None:
+                raise ValueError(
+                    f"the model is return-conditioned: acting in {self.spec.name!r} needs the return still to "
+                    "come (a target return, less the rewards collected so far)"
+                )
+            steps = encode_timesteps(self.layout, self.tokenizer, observations, returns_to_go=returns_to_go)
         if action_ids is not None:
             steps.action_ids = np.asarray(action_ids, dtype=np.int32).reshape(len(steps), self.action_tokens)
         return steps
 
-    def observation_batch(self, observations: np.ndarray, previous_actions: np.ndarray | None = None) -> Batch:
-        """The tokens [previous action tokens, observation tokens, '|'] of B environments.
+    def observation_batch(
+        self,
+        observations: np.ndarray,
+        previous_actions: np.ndarray | None = None,
+        returns_to_go: np.ndarray | None = None,
+    ) -> Batch:
+        """The tokens [previous action tokens, observation tokens, '|'] of B environments (with
+        the return-to-go token first for a return-conditioned model: `returns_to_go` (B,)).
 
         `previous_actions` (B, k) are the last k action ids of the previous timestep that were
         not fed yet (the agent feeds the last one together with the next observation). Built as
         two timesteps per row (the previous one holding those ids, the current one), then cut."""
         observations = self.check_observations(observations)
         size, per_step, observed = len(observations), self.layout.tokens_per_timestep, self.observation_tokens + 1
-        current = self.timesteps(observations)
+        current = self.timesteps(observations, returns_to_go=returns_to_go)
         if previous_actions is None:
             batch = build_batch(self.layout, self.config, current, np.arange(size)[:, None], np.ones((size, 1), bool))
             return batch.window(0, observed)
@@ -106,20 +125,28 @@ class TaskCodec:
         )
         return batch.window(per_step - prefix, per_step + observed)
 
-    def timesteps_batch(self, observations: list[np.ndarray], action_ids: list[np.ndarray]) -> Batch:
+    def timesteps_batch(
+        self,
+        observations: list[np.ndarray],
+        action_ids: list[np.ndarray],
+        returns_to_go: list[np.ndarray] | None = None,
+    ) -> Batch:
         """Whole timesteps [observation tokens, '|', action tokens] of B environments, as the
         training data lays them out: row b holds the `len(observations[b])` timesteps of
-        observations[b] ((k, *observation_shape)) and action_ids[b] ((k, action_tokens)),
-        right-aligned; rows with fewer timesteps are padded in front."""
+        observations[b] ((k, *observation_shape)) and action_ids[b] ((k, action_tokens)) (and
+        returns_to_go[b] (k,) for a return-conditioned model), right-aligned; rows with fewer
+        timesteps are padded in front."""
         counts = [len(obs) for obs in observations]
         for row, (count, actions) in enumerate(zip(counts, action_ids)):
             if count != len(actions):
                 raise ValueError(f"row {row} has {count} observations but {len(actions)} actions")
         steps = max(counts)
-        filled = [(obs, ids) for obs, ids in zip(observations, action_ids) if len(obs)]
+        returns = returns_to_go if returns_to_go is not None else [None] * len(observations)
+        filled = [(obs, ids, rtg) for obs, ids, rtg in zip(observations, action_ids, returns) if len(obs)]
         timesteps = self.timesteps(
-            np.concatenate([obs for obs, _ in filled]),
-            np.concatenate([np.asarray(ids).reshape(len(ids), -1) for _, ids in filled]),
+            np.concatenate([obs for obs, _, _ in filled]),
+            np.concatenate([np.asarray(ids).reshape(len(ids), -1) for _, ids, _ in filled]),
+            returns_to_go=None if returns_to_go is None else np.concatenate([rtg for _, _, rtg in filled]),
         )
         slot = np.arange(steps)[None, :]
         first = np.cumsum([0] + counts[:-1])[:, None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 from gato_min.tokenize import VocabLayout
@@ -33,6 +34,9 @@ class GatoConfig:
     max_local_positions: int = 512  # size of the local observation position table
     action_positions: str = "none"  # "none": action tokens get no local position (App. C.3);
     #                                 "local": they continue the observation indices
+    return_conditioning: bool = False  # beyond the paper (chapter 09): a return-to-go token opens each
+    #                                    timestep, DT-style; the agent is then given a target return
+    return_scale: float = 100.0  # returns-to-go are divided by this before mu-law and binning
     # --- sequences and prompts (Sec. 2.3) ---
     prompt_fraction: float = 0.25  # share of training sequences that get a prompt
     prompt_end_fraction: float = 0.5  # share of prompts taken from an episode's end (rest: uniform)
@@ -85,6 +89,10 @@ class GatoConfig:
         for name in ("prompt_fraction", "prompt_end_fraction", "prompt_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"GatoConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if not isinstance(self.return_conditioning, bool):
+            raise ValueError(f"GatoConfig.return_conditioning must be a bool, got {self.return_conditioning!r}")
+        if not (math.isfinite(self.return_scale) and self.return_scale > 0):
+            raise ValueError(f"GatoConfig.return_scale must be a positive number, got {self.return_scale!r}")
         if not (self.mu > 0 and self.mu_law_m > 0):
             raise ValueError(f"GatoConfig.mu and mu_law_m must be positive, got {self.mu}, {self.mu_law_m}")
 

@@ -185,6 +185,7 @@ _SETTINGS = (
     "prompt_tokens",
     "max_steps",
     "readout",
+    "target_return",
 )
 
 
@@ -197,6 +198,7 @@ def default_out(
     max_steps: int | None = None,
     memory: str = "window",
     readout: str = "token",
+    target_return: float | None = None,
 ) -> Path:
     """The report folder that says what was evaluated: `RUN/eval` for the default settings,
     else `eval` followed by the options that differ from them, in this order, e.g.
@@ -208,6 +210,8 @@ def default_out(
         parts.append(memory)
     if readout != "token":
         parts.append(readout)
+    if target_return is not None:
+        parts.append(f"return{target_return:g}")
     if temperature != 1.0:
         parts.append(f"t{temperature:g}")
     if seed != 0:
@@ -230,6 +234,7 @@ def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
         "max_steps": stored.get("max_steps"),
         "memory": stored.get("memory", "ring"),  # reports from before the choice played the ring
         "readout": stored.get("readout", "token"),
+        "target_return": stored.get("target_return"),
     }
     changed = [
         f"{key} {stored.get(key)!r} -> {settings[key]!r}" for key in _SETTINGS if stored.get(key) != settings[key]
@@ -259,11 +264,13 @@ def evaluate_run(
     *,
     overwrite: bool = False,
     readout: str = "token",
+    target_return: float | None = None,
 ) -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict, with
     the report folder under "out". `memory`: how the agent keeps its context (see
     `gato_min.agent`); `readout`: how a continuous action is read from the bins ("token" or
-    "mean", see `GatoAgent`). `out` defaults to `default_out(...)`, a folder named after the
+    "mean", see `GatoAgent`); `target_return`: the return a return-conditioned model is asked for
+    (default: the task's expert reference return). `out` defaults to `default_out(...)`, a folder named after the
     settings; a folder holding a report of other settings is refused unless `overwrite`."""
     run_dir = Path(run_dir)
     settings = read_data_settings(run_dir)
@@ -273,7 +280,7 @@ def evaluate_run(
         raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
     if out is None:
         subset = None if tasks == all_tasks else tasks
-        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory, readout)
+        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory, readout, target_return)
     out = Path(out)
     chosen = dict(
         run=run_dir.name,
@@ -286,6 +293,7 @@ def evaluate_run(
         prompt_tokens=prompt_tokens,
         max_steps=max_steps,
         readout=readout,
+        target_return=target_return,
     )
     _check_out(out, chosen, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,6 +312,7 @@ def evaluate_run(
             temperature=temperature,
             memory=memory,
             readout=readout,
+            target_return=target_return,
         )
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
         row = task_scores(task, rollout.returns)
@@ -326,6 +335,7 @@ def evaluate_run(
         "temperature": temperature,
         "memory": memory,
         "readout": readout,
+        "target_return": target_return,
         "prompt_tokens": prompt_tokens,
         "max_steps": max_steps,
         "tasks": rows,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gato_min.sequence import Batch, TokenizedEpisodes, build_batch
+from gato_min.batch import Batch
+from gato_min.sequence import TokenizedEpisodes, build_batch
 
 
 class SequenceSampler:

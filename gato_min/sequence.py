@@ -4,6 +4,10 @@ Gato (Reed et al., 2022, Sec. 2.1-2.3) lays one timestep out as
 
     [text, image patches, tensor values, '|', actions]
 
+(with `GatoConfig.return_conditioning`, beyond the paper, a return-to-go value token opens the
+timestep's observation, as a Decision Transformer conditions on the return still to come:
+[return-to-go, patches, values, '|', actions]; chapter 09)
+
 and an episode as its timesteps in order. The loss counts only text tokens and logged action
 tokens (Sec. 2.3: "m(b, l) = 1 if the token at index l is either from text or from the logged
 action of an agent").
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gato_min.batch import Batch
 from gato_min.envs import TaskSpec
 from gato_min.positions import patch_intervals
 from gato_min.tokenize import Tokenizer, cut_patches, patch_grid
@@ -50,24 +55,20 @@ class TimestepLayout:
     discrete_actions: bool
     patch_size: int = 16
     text_tokens: int = 0  # text ids at the start of the timestep
+    return_tokens: int = 0  # 1: a return-to-go value token before the observation (return conditioning)
 
     @classmethod
-    def for_task(cls, spec: TaskSpec, patch_size: int = 16) -> TimestepLayout:
-        """The layout of task `spec`: its frame or its readings, its buttons or its action values."""
-        if spec.image_observations:
-            return cls(
-                tuple(spec.observation_shape),
-                0,
-                1 if spec.discrete_actions else spec.action_dim,
-                spec.discrete_actions,
-                patch_size,
-            )
+    def for_task(cls, spec: TaskSpec, patch_size: int = 16, returns: bool = False) -> TimestepLayout:
+        """The layout of task `spec`: its frame or its readings, its buttons or its action values;
+        `returns`: a return-to-go token first."""
+        image = spec.image_observations
         return cls(
-            None,
-            int(np.prod(spec.observation_shape)),
+            tuple(spec.observation_shape) if image else None,
+            0 if image else int(np.prod(spec.observation_shape)),
             1 if spec.discrete_actions else spec.action_dim,
             spec.discrete_actions,
             patch_size,
+            return_tokens=int(returns),
         )
 
     @classmethod
@@ -85,7 +86,7 @@ class TimestepLayout:
 
     @property
     def num_observation_tokens(self) -> int:
-        return self.text_tokens + self.num_patches + self.num_values
+        return self.text_tokens + self.return_tokens + self.num_patches + self.num_values
 
     @property
     def has_separator(self) -> bool:
@@ -103,6 +104,7 @@ class TimestepLayout:
     def kinds(self) -> np.ndarray:
         return np.array(
             [TEXT] * self.text_tokens
+            + [CONTINUOUS] * self.return_tokens
             + [IMAGE] * self.num_patches
             + [CONTINUOUS] * self.num_values
             + [SEPARATOR] * int(self.has_separator)
@@ -124,6 +126,11 @@ class TimestepLayout:
         return np.concatenate([observation, [-1], actions])
 
 
+def returns_to_go(rewards) -> np.ndarray:
+    """(T,) the return still to come at each step of an episode: R_t = r_t + r_t+1 + ... + r_T."""
+    return np.cumsum(np.asarray(rewards, dtype=np.float64)[::-1])[::-1].copy()
+
+
 @dataclass
 class Timesteps:
     """Tokenized timesteps, one row each (what a layout's token ids and patches are read from)."""
@@ -132,6 +139,11 @@ class Timesteps:
     patches: np.ndarray | None  # (N, num_patches, C, P, P) uint8 pixels, or None without a frame
     value_ids: np.ndarray  # (N, num_values) int32
     action_ids: np.ndarray  # (N, action_dim) int32
+    return_ids: np.ndarray | None = None  # (N, return_tokens) int32; None: (N, 0)
+
+    def __post_init__(self) -> None:
+        if self.return_ids is None:
+            self.return_ids = np.zeros((len(self.action_ids), 0), np.int32)
 
     def __len__(self) -> int:
         return len(self.action_ids)
@@ -144,6 +156,7 @@ class Timesteps:
             patches,
             np.concatenate([p.value_ids for p in parts]),
             np.concatenate([p.action_ids for p in parts]),
+            np.concatenate([p.return_ids for p in parts]),
         )
 
 
@@ -154,10 +167,13 @@ def encode_timesteps(
     actions=None,
     spec: TaskSpec | None = None,
     text_ids=None,
+    returns_to_go=None,
 ) -> Timesteps:
     """The tokens of N timesteps: observations (N, *shape) as readings or uint8 frames, actions
     (N, ...) in the environment's units (scaled to [-1, 1] with `spec`'s range) or None (zeros:
-    a timestep whose action is not known yet), text ids (N, text_tokens) for text."""
+    a timestep whose action is not known yet), text ids (N, text_tokens) for text, returns-to-go
+    (N,) for a layout with a return token (divided by `return_scale`, then companded and binned
+    like any observation value)."""
     count = len(observations) if observations is not None else len(text_ids)
     patches, values = None, np.zeros((count, 0), np.int32)
     if layout.image_shape is not None:
@@ -174,7 +190,13 @@ def encode_timesteps(
         if text_ids is None
         else np.asarray(text_ids, dtype=np.int32).reshape(count, layout.text_tokens)
     )
-    return Timesteps(text, patches, values, action_ids)
+    returns = np.zeros((count, 0), np.int32)
+    if layout.return_tokens:
+        if returns_to_go is None:
+            raise ValueError("this layout opens each timestep with a return-to-go token: pass returns_to_go (N,)")
+        scaled = np.asarray(returns_to_go, dtype=np.float64).reshape(count, 1) / tokenizer.config.return_scale
+        returns = tokenizer.encode_continuous(scaled).reshape(count, 1).astype(np.int32)
+    return Timesteps(text, patches, values, action_ids, returns)
 
 
 def encode_actions(layout: TimestepLayout, tokenizer: Tokenizer, actions, spec: TaskSpec | None = None) -> np.ndarray:
@@ -211,6 +233,7 @@ def build_batch(
         raise ValueError(f"{K} timesteps of {tpt} tokens do not fit {length} tokens")
     parts = [
         timesteps.text_ids[steps],
+        timesteps.return_ids[steps],
         np.zeros((batch_size, K, layout.num_patches), np.int64),
         timesteps.value_ids[steps],
     ]
@@ -232,7 +255,7 @@ def build_batch(
         b, k = np.nonzero(valid)  # real timesteps, in order
         patches = timesteps.patches[steps[b, k]]
         patches = patches.reshape(-1, *patches.shape[2:])
-        first = layout.text_tokens
+        first = layout.text_tokens + layout.return_tokens
         patch_index = ((b * length + k * tpt + first)[:, None] + np.arange(n_patches)[None, :]).reshape(-1)
         row_ranges, col_ranges = patch_intervals(*layout.grid, config.position_bins)
         rows, cols = np.tile(row_ranges, (len(b), 1)), np.tile(col_ranges, (len(b), 1))
@@ -284,7 +307,7 @@ class TokenizedEpisodes:
                 )
         config = tokenizer.config
         if task is not None:
-            self.layout = TimestepLayout.for_task(task, config.patch_size)
+            self.layout = TimestepLayout.for_task(task, config.patch_size, config.return_conditioning)
         else:
             frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
             discrete = first.actions.dtype.kind in "iu"
@@ -294,6 +317,7 @@ class TokenizedEpisodes:
                 1 if discrete else int(np.prod(first.actions.shape[1:])),
                 discrete,
                 config.patch_size,
+                return_tokens=int(config.return_conditioning),
             )
         if self.layout.num_observation_tokens > config.max_local_positions:
             raise ValueError(
@@ -309,6 +333,7 @@ class TokenizedEpisodes:
             np.concatenate([e.observations for e in episodes]),
             np.concatenate([e.actions for e in episodes]),
             task,
+            returns_to_go=np.concatenate([returns_to_go(e.rewards) for e in episodes]),
         )
 
     @classmethod
@@ -335,62 +360,3 @@ class TokenizedEpisodes:
     def counted_ids(self) -> np.ndarray:
         """(N, columns) the ids the loss counts in each timestep: its actions, or its text."""
         return self.timesteps.action_ids if self.layout.action_dim else self.timesteps.text_ids
-
-
-_PER_TOKEN = ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask")  # Batch's (B, L) fields
-
-
-@dataclass
-class Batch:
-    token_ids: torch.Tensor  # (B, L) int64
-    token_kinds: torch.Tensor  # (B, L) int64, one of KIND_NAMES' indices
-    local_positions: torch.Tensor  # (B, L) int64, -1 = no local position
-    loss_mask: torch.Tensor  # (B, L) bool: text and logged action tokens
-    attention_mask: torch.Tensor  # (B, L) bool: real tokens (False = padding)
-    patches: torch.Tensor  # (N, C, P, P) uint8 pixels of every image token of the batch
-    patch_index: torch.Tensor  # (N,) int64: flat position b * L + l of each patch
-    patch_row_ranges: torch.Tensor  # (N, 2) int64: quantized [from, to) row range
-    patch_col_ranges: torch.Tensor  # (N, 2) int64
-    prompted: torch.Tensor  # (B,) bool: the sequence starts with a prompt
-    prompt_from_end: torch.Tensor  # (B,) bool: that prompt is an episode's end (else uniform)
-
-    def to(self, device) -> Batch:
-        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.token_ids.shape)
-
-    def window(self, start: int, stop: int) -> Batch:
-        """Tokens [start, stop) of every sequence, with the image patches that fall inside."""
-        length = self.token_ids.shape[1]
-        if not 0 <= start < stop <= length:
-            raise ValueError(f"window [{start}, {stop}) does not fit sequences of {length} tokens")
-        per_token = {name: getattr(self, name)[:, start:stop] for name in _PER_TOKEN}
-        fields = {name: value for name, value in self.__dict__.items() if name not in per_token} | per_token
-        if len(self.patch_index):  # (none in most acting calls: nothing to select)
-            row, column = self.patch_index // length, self.patch_index % length
-            inside = (column >= start) & (column < stop)
-            fields.update(
-                patches=self.patches[inside],
-                patch_index=row[inside] * (stop - start) + column[inside] - start,
-                patch_row_ranges=self.patch_row_ranges[inside],
-                patch_col_ranges=self.patch_col_ranges[inside],
-            )
-        return Batch(**fields)
-
-
-def concat_batches(batches: list[Batch]) -> Batch:
-    """One batch holding the sequences of `batches` (all of the same length) one after another."""
-    if not batches:
-        raise ValueError("no batches to concatenate")
-    lengths = {b.token_ids.shape[1] for b in batches}
-    if len(lengths) != 1:
-        raise ValueError(f"batches of different sequence lengths {sorted(lengths)} cannot be concatenated")
-    if len(batches) == 1:
-        return batches[0]
-    length = lengths.pop()
-    offsets = torch.cumsum(torch.tensor([0] + [b.token_ids.shape[0] for b in batches[:-1]]), 0) * length
-    fields = {k: torch.cat([getattr(b, k) for b in batches]) for k in batches[0].__dict__ if k != "patch_index"}
-    fields["patch_index"] = torch.cat([b.patch_index + offset for b, offset in zip(batches, offsets.tolist())])
-    return Batch(**fields)

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from gato_min.batch import Batch
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import TEXT_TASK, DataSettings, heldout_split, task_episodes
 from gato_min.envs import get_task
 from gato_min.model import GatoModel
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import ACTION, Batch, TokenizedEpisodes
+from gato_min.sequence import ACTION, TokenizedEpisodes
 from gato_min.tokenize import CORPUS_FILE, Tokenizer
 
 

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gato_min import distributed
+from gato_min.batch import concat_batches
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings
 from gato_min.files import atomic_save_safetensors, atomic_torch_save, atomic_write_json
@@ -34,7 +35,6 @@ from gato_min.model import GatoModel, LossModule
 from gato_min.optim import TrainSettings, learning_rate, make_optimizer
 from gato_min.plotting import plot_learning_curve
 from gato_min.runs import RunFolder
-from gato_min.sequence import concat_batches
 from gato_min.task_data import heldout_losses, load_task_data
 
 

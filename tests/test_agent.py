@@ -1,6 +1,7 @@
 """Acting (gato_min.codec, gato_min.agent, gato_min.evaluate): the cache at a full context,
 legal actions, reproducible rollouts, the report and the bad inputs."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
 from gato_min.model import GatoModel, KVCache
 from gato_min.optim import TrainSettings
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import TokenizedEpisodes
+from gato_min.sequence import TokenizedEpisodes, returns_to_go
 from gato_min.tokenize import Tokenizer
 from gato_min.train import train
 
@@ -100,24 +101,37 @@ def test_the_ring_keeps_exactly_its_capacity_once_full():
     assert mask[0, 0, 0].sum() == 16 and mask[1, 0, 0].sum() == 1
 
 
-@pytest.mark.parametrize("task", ["halfcheetah", "pong"])
-def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_episodes):
+@pytest.mark.parametrize(
+    "task,returns", [("halfcheetah", False), ("pong", False), ("halfcheetah", True), ("pong", True)]
+)
+def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, returns, cheetah_episodes):
     """The same episode through training (a sampler's window) and through acting (a prompt, an
     observation with the previous action token, each action token, a rebuilt window): every
     piece acting feeds equals the training window's tokens at that place, in ids, kinds, local
     positions, loss and attention masks and patches; a shorter rebuilt row is padded in front,
-    invisibly."""
+    invisibly. With return conditioning, the return-to-go token the agent feeds is the one
+    training read at that timestep."""
     config = GatoConfig.from_preset(
-        "cpu-tiny", context_length=4 * (24 if task == "halfcheetah" else 27), action_positions="local"
+        "cpu-tiny",
+        context_length=4 * ((24 if task == "halfcheetah" else 27) + returns),
+        action_positions="local",
+        return_conditioning=returns,
     )
     episode = (
         cheetah_episodes[0]
         if task == "halfcheetah"
         else collect("pong", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes[0]
     )
+    if returns:  # rewards that make every return-to-go differ (a random Pong episode's are mostly 0)
+        episode = dataclasses.replace(episode, rewards=np.linspace(-3.0, 40.0, len(episode), dtype=np.float32))
     codec = TaskCodec(task, config)
     per_step, observed = codec.layout.tokens_per_timestep, codec.observation_tokens + 1
     data = TokenizedEpisodes([episode], Tokenizer(config), task, get_task(task))
+    rtg = returns_to_go(episode.rewards)
+
+    def to_go(first, last):
+        return rtg[first:last] if returns else None
+
     training = (
         SequenceSampler(data, config)
         .batch(np.array([[2, 3, 4]]), np.ones((1, 3), bool), np.zeros(1, bool), np.zeros(1, bool))
@@ -137,8 +151,8 @@ def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_ep
 
     ids = codec.encode_actions(episode.actions[2:5])
     # a step: [last action token of timestep 3, observation 4, '|'], then the action tokens of timestep 4
-    same(codec.observation_batch(episode.observations[4:5], ids[1:2, -1:]), 2 * per_step - 1)
-    same(codec.observation_batch(episode.observations[2:3]), 0)
+    same(codec.observation_batch(episode.observations[4:5], ids[1:2, -1:], to_go(4, 5)), 2 * per_step - 1)
+    same(codec.observation_batch(episode.observations[2:3], returns_to_go=to_go(2, 3)), 0)
     for j in range(codec.action_tokens):
         same(codec.action_batch(ids[2:3, j], j), 2 * per_step + observed + j)
     # the prompt of an agent prompted with this episode: its first timesteps, as training lays them out
@@ -150,7 +164,11 @@ def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_ep
     for name in fields:
         torch.testing.assert_close(getattr(prompt, name), getattr(first, name)[:, : 3 * per_step])
     # a rebuilt window: the whole training window (row 0), and its last timestep alone (row 1)
-    rebuilt = codec.timesteps_batch([episode.observations[2:5], episode.observations[4:5]], [ids, ids[2:]])
+    rebuilt = codec.timesteps_batch(
+        [episode.observations[2:5], episode.observations[4:5]],
+        [ids, ids[2:]],
+        [to_go(2, 5), to_go(4, 5)] if returns else None,
+    )
     same(rebuilt, 0)
     assert not rebuilt.attention_mask[1, : 2 * per_step].any() and rebuilt.attention_mask[1, 2 * per_step :].all()
     model = _model(config)
@@ -158,7 +176,9 @@ def test_one_road_acting_feeds_exactly_the_tokens_training_sees(task, cheetah_ep
         expected, got = model(training)[0], model(rebuilt)
         torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
         padded = model.extend(rebuilt, KVCache(config, batch_size=2), rebuilt.attention_mask)[1]
-        alone = model(codec.timesteps_batch([episode.observations[4:5]], [ids[2:]]))[0]
+        alone = model(
+            codec.timesteps_batch([episode.observations[4:5]], [ids[2:]], [to_go(4, 5)] if returns else None)
+        )[0]
     torch.testing.assert_close(padded[2 * per_step :], alone, rtol=1e-5, atol=1e-5)
 
 

@@ -3,6 +3,7 @@ reading an action from the bin distribution, the Decision Transformer and MLP pe
 bench-learn end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +14,17 @@ from gato_min.agent import GatoAgent
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.data.training_set import DataSettings
+from gato_min.envs import get_task, make_env
+from gato_min.evaluate import evaluate_run
 from gato_min.model import GatoModel, gaussian_bin_targets
 from gato_min.optim import TrainSettings
 from gato_min.peers import DecisionTransformer, DTData, DTPolicy, DTSettings, dt_loss, play
+from gato_min.runs import read_config
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import TokenizedEpisodes
+from gato_min.sequence import TimestepLayout, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from gato_min.tools.bench_learn import bench_learn
+from gato_min.train import train
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
 
@@ -156,3 +161,79 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
     assert (tmp_path / "bench" / "bench_learn.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown contenders"):
         bench_learn("halfcheetah", contenders=("gpt5",), out=tmp_path / "x")
+
+
+def test_return_conditioned_agent_feeds_the_return_still_to_come(monkeypatch):
+    """A return-conditioned model reads a return-to-go token first in every timestep; the agent
+    starts each episode at its target and subtracts each reward, also across window rebuilds."""
+    config = TINY.replace(return_conditioning=True, context_length=2 * 25)
+    assert TimestepLayout.for_task(get_task("halfcheetah"), returns=True).tokens_per_timestep == 25
+    torch.manual_seed(0)
+    agent = GatoAgent(GatoModel(config).eval(), "halfcheetah", prompt_tokens=0, target_return=500.0)
+    fed, rewards = [], []
+    feed = agent.codec.observation_batch
+
+    def recording(observations, previous_actions=None, returns_to_go=None):
+        fed.append(np.array(returns_to_go))
+        return feed(observations, previous_actions, returns_to_go)
+
+    monkeypatch.setattr(agent.codec, "observation_batch", recording)
+    rebuilt = []
+    rebuild = agent.codec.timesteps_batch
+
+    def recording_rebuild(observations, action_ids, returns_to_go=None):
+        rebuilt.append((len(fed), np.array(returns_to_go[0])))
+        return rebuild(observations, action_ids, returns_to_go)
+
+    monkeypatch.setattr(agent.codec, "timesteps_batch", recording_rebuild)
+
+    def env_fn(task, render):
+        env = make_env(task)
+        step = env.step
+
+        def recorded_step(action):
+            result = step(action)
+            rewards.append(result[1])
+            return result
+
+        env.step = recorded_step
+        return env
+
+    rollout = agent.rollout(1, num_envs=1, max_steps=6, env_fn=env_fn, progress=False)
+    expected = 500.0 - np.concatenate([[0.0], np.cumsum(rewards)[:-1]])
+    assert np.allclose(np.concatenate(fed), expected)
+    assert rebuilt  # the window was rebuilt from the episode's timesteps, with the returns they were fed
+    for steps_fed, returns in rebuilt:
+        assert np.allclose(returns, expected[steps_fed - len(returns) : steps_fed])
+    assert rollout.returns[0] == pytest.approx(sum(rewards))
+    with pytest.raises(ValueError, match="target_return"):
+        GatoAgent(GatoModel(config), "halfcheetah", prompt_tokens=0, target_return=float("nan"))
+
+
+def test_a_return_conditioned_run_trains_and_evaluates(tmp_path):
+    """Return conditioning is a config choice that travels with the run folder: training writes
+    it, evaluation reads it and asks for the target return it is given."""
+    cache = tmp_path / "cache"
+    config = TINY.replace(return_conditioning=True, context_length=4 * 25)
+    data = DataSettings(
+        tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25
+    )
+    settings = TrainSettings(
+        steps=2, batch_size=2, warmup_steps=1, log_every=1, eval_every=2, checkpoint_every=2, eval_batches=1
+    )
+    train(config, data, settings, tmp_path / "run", cache=cache, progress=False)
+    assert read_config(tmp_path / "run").return_conditioning
+    report = evaluate_run(
+        tmp_path / "run",
+        episodes=2,
+        num_envs=2,
+        prompt_tokens=50,
+        gif_steps=0,
+        max_steps=8,
+        cache=cache,
+        progress=False,
+        target_return=1234.0,
+        readout="mean",
+    )
+    assert Path(report["out"]).name == "eval-prompt50-mean-return1234-max8"
+    assert report["target_return"] == 1234.0 and len(report["tasks"][0]["returns"]) == 2

@@ -95,7 +95,7 @@ def test_cache_drops_its_oldest_tokens_and_forgets_reset_rows():
 
 def test_concatenated_batches_embed_as_their_parts():
     """Mixing tasks in one step concatenates batches: image patches must follow their rows."""
-    from gato_min.sequence import concat_batches
+    from gato_min.batch import concat_batches
 
     first, second = _batch(atari_episodes, 2), _batch(mujoco_episodes, 1)
     third = _batch(atari_episodes, 1)

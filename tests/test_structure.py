@@ -24,7 +24,7 @@ FLOORS = [
     ],
     ["tokenize"],
     ["config"],
-    ["positions", "embed"],
+    ["positions", "embed", "batch"],
     ["sequence", "sampling", "codec"],
     ["model"],
     ["optim", "task_data", "runs"],

@@ -38,13 +38,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from gato_min.agent import GatoAgent
+from gato_min.batch import concat_batches
 from gato_min.codec import TaskCodec
 from gato_min.data.collect import collect
 from gato_min.distributed import free_port
 from gato_min.envs import get_task
 from gato_min.model import GatoModel, KVCache, LossModule
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import TokenizedEpisodes, concat_batches
+from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 
 

@@ -70,6 +70,8 @@ def _train(args) -> int:
         "context_length": args.context_length,
         "action_positions": args.action_positions,
         "value_init": args.value_init,
+        "return_conditioning": args.return_conditioning or None,
+        "return_scale": args.return_scale,
     }
     config = GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
     if args.tasks:
@@ -130,6 +132,7 @@ def _evaluate(args) -> int:
         args.memory,
         overwrite=args.overwrite,
         readout=args.readout,
+        target_return=args.target_return,
     )
     out = Path(report["out"])
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
@@ -254,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="override the preset's init of the continuous-bin embeddings (see gato_min.model)",
     )
+    p.add_argument(
+        "--return-conditioning",
+        action="store_true",
+        help="open each timestep with a return-to-go token (Decision-Transformer style, chapter 09)",
+    )
+    p.add_argument(
+        "--return-scale", type=float, default=None, help="returns-to-go are divided by this before binning (100)"
+    )
     data_flags = p.add_argument_group("data (gato_min.data.training_set.DataSettings; --tasks also takes env ids)")
     add_arguments(data_flags, DataSettings)
     add_arguments(p.add_argument_group("optimization (gato_min.optim.TrainSettings)"), TrainSettings)
@@ -306,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="token",
         help="token: sample each continuous action token at --temperature (the paper); mean: the mean of "
         "the model's distribution over the bins (chapter 09)",
+    )
+    p.add_argument(
+        "--target-return",
+        type=float,
+        default=None,
+        help="the return a return-conditioned run (--return-conditioning) is asked for (default: the expert's)",
     )
     p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps")
