@@ -80,7 +80,9 @@ def _save_checkpoint(
             },
             run.checkpoint,
         )
-        atomic_save_safetensors(model_state, run.weights, {"step": str(step), "format": "gato_min"})
+        atomic_save_safetensors(
+            model_state, run.weights, {"step": str(step), "elapsed_s": f"{elapsed:.1f}", "format": "gato_min"}
+        )
 
 
 def train(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from gato_min.agent import GatoAgent
 from gato_min.data.training_set import DataSettings, task_episodes
@@ -90,7 +92,8 @@ def _train_gato(name, task, data, out, minutes, processes, cache, progress) -> d
         rows = RunFolder(probe).rows()
         rate = (rows[-1]["step"] - rows[1]["step"]) / (rows[-1]["elapsed_s"] - rows[1]["elapsed_s"])
         shutil.rmtree(probe)
-        settings = dataclasses.replace(settings, steps=int(rate * 60 * max(minutes)))
+        # a tenth more steps than the probe's rate promises: the last budget, not the schedule, ends the run
+        settings = dataclasses.replace(settings, steps=int(1.1 * rate * 60 * max(minutes)))
     else:
         settings = dataclasses.replace(settings, steps=read_settings(run_dir).steps)  # resume as planned
     print(f"  {name}: {settings.steps} steps planned for {max(minutes):g} minutes", flush=True)
@@ -106,11 +109,19 @@ def _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps) -> list[
     for suffix, (readout, temperature) in CONTENDERS[name][2].items():
         for mark in minutes:
             path = run.snapshot(mark) if run.snapshot(mark).exists() else run.weights  # the schedule ended before
+            with safe_open(str(path), "pt") as weights:
+                stamp = weights.metadata()
             model = load_model(run.path, task=task, weights=path)
             agent = GatoAgent(model, task, [], prompt_tokens=0, temperature=temperature, readout=readout)
             rollout = agent.rollout(episodes, num_envs=episodes, seed=seed, max_steps=max_steps, progress=False)
+            trained = {
+                "steps": int(stamp["step"]),
+                "trained_s": float(stamp["elapsed_s"]) if "elapsed_s" in stamp else None,
+            }
             rows.append(
-                _row(name + suffix, mark, rollout.returns, task) | {"readout": readout, "temperature": temperature}
+                _row(name + suffix, mark, rollout.returns, task)
+                | {"readout": readout, "temperature": temperature}
+                | trained
             )
     return rows
 
@@ -195,7 +206,8 @@ def bench_learn(
     """Train every contender on the same data for the longest budget, keeping its weights at
     each budget; score each kept model over `episodes` episodes (seeds `seed`..; `max_steps`
     cuts them short, for tests); write and return the table. `data` defaults to
-    `bench_data(task)`. A second call with the same `out` reuses finished gato runs."""
+    `bench_data(task)`. The table is written after each contender: a second call with the same
+    `out` and settings skips the contenders it holds (and resumes a gato run cut short)."""
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown:
         raise ValueError(f"unknown contenders {unknown}; choose from {list(CONTENDERS)}")
@@ -207,26 +219,6 @@ def bench_learn(
     out = Path(out)
     data = data or bench_data(task)
     train_episodes, _, _ = task_episodes(task, data, cache, progress)
-    caller_threads = torch.get_num_threads()
-    rows, notes = [], {}
-    try:
-        for name in contenders:
-            print(f"\n[{name}] training for {minutes[-1]:g} minutes, kept at {', '.join(f'{m:g}' for m in minutes)}")
-            begin = time.perf_counter()
-            if CONTENDERS[name] is not None:
-                notes[name] = _train_gato(name, task, data, out, minutes, processes, cache, progress)
-                torch.set_num_threads(processes)
-                rows += _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps)
-            else:
-                torch.set_num_threads(processes)
-                trained = _train_peer(name, task, train_episodes, minutes, seed=0)
-                rows += _evaluate_peer(name, task, trained, episodes, seed, max_steps)
-            notes.setdefault(name, {})["wall_s"] = round(time.perf_counter() - begin, 1)
-            for row in rows:
-                if row["contender"].startswith(name):
-                    print(f"  {row['minutes']:5g} min: score {row['score_mean']:6.1f} ± {row['score_ci95']:.1f}")
-    finally:
-        torch.set_num_threads(caller_threads)
     result = {
         "task": task,
         "minutes": list(minutes),
@@ -235,10 +227,40 @@ def bench_learn(
         "max_steps": max_steps,
         "data": dataclasses.asdict(data) | {"tasks": list(data.tasks)},
         "train_episodes": len(train_episodes),
-        "rows": rows,
-        "notes": notes,
+        "rows": [],
+        "notes": {},
     }
-    atomic_write_json(out / "bench_learn.json", result)
+    table = out / "bench_learn.json"
+    if table.is_file():  # a bench of the same settings was cut short: keep the contenders it finished
+        stored = json.loads(table.read_text())
+        if {k: stored.get(k) for k in result if k not in ("rows", "notes")} == {
+            k: v for k, v in result.items() if k not in ("rows", "notes")
+        }:
+            result["rows"], result["notes"] = stored["rows"], stored["notes"]
+    caller_threads = torch.get_num_threads()
+    try:
+        for name in contenders:
+            if name in result["notes"]:
+                print(f"\n[{name}] done in an earlier call ({table})")
+                continue
+            print(f"\n[{name}] training for {minutes[-1]:g} minutes, kept at {', '.join(f'{m:g}' for m in minutes)}")
+            begin = time.perf_counter()
+            if CONTENDERS[name] is not None:
+                note = _train_gato(name, task, data, out, minutes, processes, cache, progress)
+                torch.set_num_threads(processes)
+                rows = _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps)
+            else:
+                torch.set_num_threads(processes)
+                trained = _train_peer(name, task, train_episodes, minutes, seed=0)
+                note, rows = {}, _evaluate_peer(name, task, trained, episodes, seed, max_steps)
+            for row in rows:
+                score = f"{row['score_mean']:6.1f} ± {row['score_ci95']:.1f}"
+                print(f"  {row['contender']:20s} {row['minutes']:5g} min: {score}")
+            result["rows"] += rows
+            result["notes"][name] = note | {"wall_s": round(time.perf_counter() - begin, 1)}
+            atomic_write_json(table, result)
+    finally:
+        torch.set_num_threads(caller_threads)
     result["plot"] = str(plot_bench_learn(result, out / "bench_learn.png"))
     print("\n" + format_table(result))
     return result
