@@ -67,12 +67,13 @@ print("gato_min", gato_min.__version__)
 # | 01 tokenization | text, patches, discrete and continuous values → ids | `tokenize.py` |
 # | 02 embedding | one lookup table; a ResNet block per image patch | `embed.py` |
 # | 03 position encodings | where a patch sits in its image, where a token sits in its timestep | `positions.py` |
-# | 04 sequence layout | timesteps → training windows, loss mask, prompts | `sequence.py`, `sampling.py` |
+# | 04 sequence layout | timesteps → training windows, loss mask, prompts | `sequence.py`, `sampling.py`, `batch.py` |
 # | 05 transformer | the decoder, the paper's three sizes, the masked loss | `model.py`, `config.py` |
 # | 06 training | behaviour data and the training loop | `data/`, `task_data.py`, `optim.py`, `train.py`, `runs.py` |
 # | 07 prompted evaluation | demonstration prompts, token-by-token sampling with a cache | `codec.py`, `agent.py` |
 # | 08 scores | playing the real environments: scores, prompting, how episodes fail | `evaluate.py` |
-# | later | learning speed, Atari from pixels, the generalist | all of it |
+# | 09 learning speed | smoothed bin targets, reading the mean of the bins, return conditioning; a Decision Transformer and an MLP on the same data | `peers.py`, `tools/bench_learn.py` |
+# | later | Atari from pixels, the generalist | all of it |
 #
 # Underneath all of them sits `envs.py`: the tasks (the shipped ones, and any gymnasium
 # environment you register) and their environments. What a maintainer runs — the command line,

@@ -38,7 +38,6 @@ def train_processes(
     threads: int = 1,
     progress: bool = True,
     stop_after: int | None = None,
-    snapshot_minutes: tuple[float, ...] = (),
 ) -> dict:
     """`train` as `processes` data-parallel CPU workers (DDP over gloo), each with `threads`
     torch threads; returns the run's summary (its summary.json). The batch is split over the
@@ -51,14 +50,7 @@ def train_processes(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("train_processes starts its own workers; under torchrun, call train instead")
     run = (config, data, settings, str(out))
-    options = dict(
-        cache=cache,
-        device="cpu",
-        threads=threads,
-        progress=progress,
-        stop_after=stop_after,
-        snapshot_minutes=tuple(snapshot_minutes),
-    )
+    options = dict(cache=cache, device="cpu", threads=threads, progress=progress, stop_after=stop_after)
     if processes == 1:
         train(*run, **options)
     else:

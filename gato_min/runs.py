@@ -47,10 +47,6 @@ class RunFolder:
         self.curve = self.path / "learning_curve.png"
         self.summary = self.path / "summary.json"
 
-    def snapshot(self, minutes: float) -> Path:
-        """The weights saved when training had run `minutes` minutes (`train(snapshot_minutes=...)`)."""
-        return self.path / "snapshots" / f"{minutes:g}min.safetensors"
-
     def claim(self, config: GatoConfig, data: DataSettings, settings: TrainSettings) -> bool:
         """Write config and settings into a new folder, or check them against an existing run.
 
@@ -159,14 +155,9 @@ def register_run_tasks(run_dir: str | Path) -> list[TaskSpec]:
 
 
 def load_model(
-    run_dir: str | Path,
-    config: GatoConfig | None = None,
-    task: str | None = None,
-    device="cpu",
-    weights: str | Path | None = None,
+    run_dir: str | Path, config: GatoConfig | None = None, task: str | None = None, device="cpu"
 ) -> GatoModel:
-    """The trained model of a run folder (its `model.safetensors`, or the file `weights`, e.g.
-    one of its snapshots), in eval mode.
+    """The trained model of a run folder (its `model.safetensors`), in eval mode.
 
     `config`, when given, must equal the run's; `task`, when given, must be one it trained on."""
     run = RunFolder(run_dir)
@@ -180,14 +171,13 @@ def load_model(
         trained = read_data_settings(run_dir).tasks
         if task not in trained:
             raise ValueError(f"{run_dir} was trained on {', '.join(trained)}, not on {task!r}")
-    weights = Path(weights) if weights is not None else run.weights
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} does not exist: the run has not written a checkpoint yet")
+    if not run.weights.is_file():
+        raise FileNotFoundError(f"{run.weights} does not exist: the run has not written a checkpoint yet")
     model = GatoModel(stored)
-    tensors = load_file(str(weights))
+    tensors = load_file(str(run.weights))
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{weights} does not fit the model of {run.config}: missing {missing}, unexpected {unexpected}"
+            f"{run.weights} does not fit the model of {run.config}: missing {missing}, unexpected {unexpected}"
         )
     return model.to(device).eval()

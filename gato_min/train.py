@@ -95,14 +95,10 @@ def train(
     threads: int | None = None,
     progress: bool = True,
     stop_after: int | None = None,
-    snapshot_minutes: tuple[float, ...] = (),
 ) -> TrainResult:
     """Train (or resume) the run in folder `out` on `data` with `settings`. Works as is under
     torchrun. `threads` sets torch's thread count for the call (given back afterwards);
-    `stop_after` ends this call after that many optimizer steps (the run stays resumable).
-    `snapshot_minutes`: the weights are also saved to `snapshots/<m>min.safetensors` when the
-    run's training wall time first passes each of these minutes (checked every `log_every`
-    steps, agreed by every process), and the call ends after the last (what bench-learn uses)."""
+    `stop_after` ends this call after that many optimizer steps (the run stays resumable)."""
     rank, world, local_rank = distributed.join()
     if settings.batch_size % world:
         raise ValueError(f"batch_size {settings.batch_size} does not split over {world} processes")
@@ -119,7 +115,6 @@ def train(
             distributed.pick_device(device, local_rank),
             progress,
             stop_after,
-            tuple(snapshot_minutes),
             rank,
             world,
             local_rank,
@@ -128,9 +123,7 @@ def train(
         torch.set_num_threads(caller_threads)
 
 
-def _train(
-    config, data, settings, run, cache, device, progress, stop_after, snapshot_minutes, rank, world, local_rank
-) -> TrainResult:
+def _train(config, data, settings, run, cache, device, progress, stop_after, rank, world, local_rank) -> TrainResult:
     resume = distributed.on_rank0(lambda: run.claim(config, data, settings), rank, world)
 
     # data: rank 0 collects what the cache lacks, then every rank reads it
@@ -217,17 +210,6 @@ def _train(
                 0,
                 time.perf_counter(),
             )
-            if snapshot_minutes:
-                agreed = distributed.mean_over_processes(torch.tensor(elapsed), world)  # one clock for all
-                pending = sorted(m for m in snapshot_minutes if not run.snapshot(m).exists())
-                for minutes in [m for m in pending if agreed >= 60 * m]:
-                    if rank == 0:
-                        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                        metadata = {"step": str(step), "elapsed_s": f"{agreed:.1f}", "format": "gato_min"}
-                        atomic_save_safetensors(state, run.snapshot(minutes), metadata)
-                    distributed.barrier(world)
-                if pending and agreed >= 60 * pending[-1]:
-                    last = step  # every snapshot is written: this call ends here
             if rank == 0:
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.1e}")
                 if step % settings.eval_every == 0 or step == settings.steps:

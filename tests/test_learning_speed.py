@@ -153,12 +153,25 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
     assert rows[("gato-smooth", 0.1)]["readout"] == "mean"
     assert all(len(row["returns"]) == 2 for row in rows.values())
     assert rows[("dt", 0.05)]["steps"] < rows[("dt", 0.1)]["steps"]
-    run = tmp_path / "bench" / "gato-smooth"
-    assert (run / "snapshots" / "0.05min.safetensors").is_file()
+    assert rows[("gato-smooth", 0.05)]["steps"] < rows[("gato-smooth", 0.1)]["steps"]  # one run per budget
+    run = tmp_path / "bench" / "gato-smooth" / "0.1min"
     assert json.loads((run / "settings.json").read_text())["bin_smoothing"] == 10.0
     stored = json.loads((tmp_path / "bench" / "bench_learn.json").read_text())
     assert stored["rows"] == result["rows"]
     assert (tmp_path / "bench" / "bench_learn.png").stat().st_size > 1000
+    # a later call measures only what is missing: here nothing
+    more = bench_learn(
+        "halfcheetah",
+        minutes=(0.05, 0.1),
+        contenders=("dt", "mlp"),
+        out=tmp_path / "bench",
+        episodes=2,
+        max_steps=10,
+        cache=tmp_path / "cache",
+        progress=False,
+        data=data,
+    )
+    assert more["rows"] == result["rows"]
     with pytest.raises(ValueError, match="unknown contenders"):
         bench_learn("halfcheetah", contenders=("gpt5",), out=tmp_path / "x")
 

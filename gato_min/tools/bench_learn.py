@@ -3,10 +3,9 @@
     python -m gato_min bench-learn --task halfcheetah --minutes 2 5 10 15
 
 Every contender trains on the same episodes (the task's DART-labelled expert data, as the
-demo collects it) on this machine, one after the other, and its weights are kept when its
-training wall time first passes each budget. Afterwards every kept model plays the same
-`episodes` episodes (fixed seeds, no prompt) and gets the task's normalized score
-(0 = random, 100 = the shipped expert). Evaluation time is not training time.
+demo collects it) on this machine, one after the other, for each budget of minutes; each
+trained model plays the same `episodes` episodes (fixed seeds, no prompt) and gets the task's
+normalized score (0 = random, 100 = the shipped expert). Evaluation time is not training time.
 
 Contenders (`CONTENDERS`; choose with `--contenders`):
 
@@ -21,9 +20,14 @@ Contenders (`CONTENDERS`; choose with `--contenders`):
 * `mlp`: the 2-layer MLP regressor, the floor.
 
 gato_min trains as `train_processes` runs it (2 single-threaded processes, the fastest way on 2
-cores, `bench-processes`); the peers train in this process with 2 threads. A gato run's
-learning-rate schedule is fitted to the longest budget: a 40-step probe measures its steps/s
-first. Results go to `<out>/bench_learn.json` and a plot `<out>/bench_learn.png`.
+cores, `bench-processes`), one run per budget: its warm-up and cosine decay are fitted to the
+budget (a 60-step probe measures the steps/s first), because a model caught halfway down its
+schedule plays far worse than one whose schedule has ended (measured: one 15-minute run kept at
+10 minutes scored 7, the same run at its end 49). The peers train in this process with 2
+threads, once, kept at each budget: their learning rate is constant after the warm-up, so the
+budget does not change their run. Results go to `<out>/bench_learn.json` (written after each
+contender; a later call with more budgets or contenders measures only what is missing) and a
+plot `<out>/bench_learn.png`.
 """
 
 from __future__ import annotations
@@ -79,56 +83,64 @@ def bench_data(task: str, episodes: int = 500) -> DataSettings:
     return dataclasses.replace(data, tasks=(task,))
 
 
-def _train_gato(name, task, data, out, minutes, processes, cache, progress) -> dict:
+def _probe_rate(name, config, data, settings, out, processes, cache) -> float:
+    """Training steps per second of a gato contender on this machine (a 60-step probe, kept in
+    `<out>/<name>/probe.json` so that a resumed bench plans the same runs)."""
+    stored = out / name / "probe.json"
+    if stored.is_file():
+        return json.loads(stored.read_text())["steps_per_s"]
+    probe = out / name / "probe"
+    shutil.rmtree(probe, ignore_errors=True)
+    train_processes(config, data, settings, probe, processes, cache=cache, progress=False, stop_after=60)
+    rows = RunFolder(probe).rows()
+    rate = (rows[-1]["step"] - rows[1]["step"]) / (rows[-1]["elapsed_s"] - rows[1]["elapsed_s"])
+    shutil.rmtree(probe)
+    atomic_write_json(stored, {"steps_per_s": rate})
+    return rate
+
+
+def _train_gato(name, data, out, minutes, processes, cache, progress) -> dict:
+    """One run per budget, its cosine schedule fitted to the budget (steps = probed rate x
+    seconds): what a user who has that many minutes would train."""
     config, changes, _ = CONTENDERS[name]
     _, settings = demo_settings()
-    settings = dataclasses.replace(settings, **changes)
-    run_dir = out / name
-    if not RunFolder(run_dir).config.exists():  # fit the schedule to the longest budget
-        probe = out / f"{name}-probe"
-        shutil.rmtree(probe, ignore_errors=True)
-        probe_settings = dataclasses.replace(settings, steps=10_000, eval_every=1000, checkpoint_every=1000)
-        train_processes(config, data, probe_settings, probe, processes, cache=cache, progress=False, stop_after=40)
-        rows = RunFolder(probe).rows()
-        rate = (rows[-1]["step"] - rows[1]["step"]) / (rows[-1]["elapsed_s"] - rows[1]["elapsed_s"])
-        shutil.rmtree(probe)
-        # a tenth more steps than the probe's rate promises: the last budget, not the schedule, ends the run
-        settings = dataclasses.replace(settings, steps=int(1.1 * rate * 60 * max(minutes)))
-    else:
-        settings = dataclasses.replace(settings, steps=read_settings(run_dir).steps)  # resume as planned
-    print(f"  {name}: {settings.steps} steps planned for {max(minutes):g} minutes", flush=True)
-    train_processes(
-        config, data, settings, run_dir, processes, cache=cache, progress=progress, snapshot_minutes=tuple(minutes)
-    )
-    return {"steps_planned": settings.steps}
+    # held-out losses only every 500 steps: they cost training time here and the bench scores by playing
+    settings = dataclasses.replace(settings, eval_every=500, checkpoint_every=500, **changes)
+    rate = _probe_rate(name, config, data, settings, out, processes, cache)
+    planned = {}
+    for mark in minutes:
+        run_dir = out / name / f"{mark:g}min"
+        steps = read_settings(run_dir).steps if RunFolder(run_dir).settings.exists() else int(rate * 60 * mark)
+        print(f"  {name}, {mark:g} minutes: {steps} steps at the probed {rate:.2f} steps/s", flush=True)
+        train_processes(
+            config, data, dataclasses.replace(settings, steps=steps), run_dir, processes, cache=cache, progress=progress
+        )
+        planned[f"{mark:g}"] = steps
+    return {"steps_per_s": round(rate, 3), "steps": planned}
 
 
 def _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps) -> list[dict]:
-    run = RunFolder(out / name)
     rows = []
     for suffix, (readout, temperature) in CONTENDERS[name][2].items():
         for mark in minutes:
-            path = run.snapshot(mark) if run.snapshot(mark).exists() else run.weights  # the schedule ended before
-            with safe_open(str(path), "pt") as weights:
+            run = RunFolder(out / name / f"{mark:g}min")
+            with safe_open(str(run.weights), "pt") as weights:
                 stamp = weights.metadata()
-            model = load_model(run.path, task=task, weights=path)
+            model = load_model(run.path, task=task)
             agent = GatoAgent(model, task, [], prompt_tokens=0, temperature=temperature, readout=readout)
             rollout = agent.rollout(episodes, num_envs=episodes, seed=seed, max_steps=max_steps, progress=False)
-            trained = {
-                "steps": int(stamp["step"]),
-                "trained_s": float(stamp["elapsed_s"]) if "elapsed_s" in stamp else None,
-            }
             rows.append(
-                _row(name + suffix, mark, rollout.returns, task)
+                _row(name, name + suffix, mark, rollout.returns, task)
                 | {"readout": readout, "temperature": temperature}
-                | trained
+                | {"steps": int(stamp["step"]), "trained_s": float(stamp["elapsed_s"])}
             )
     return rows
 
 
-def _row(name: str, mark: float, returns, task: str) -> dict:
+def _row(family: str, name: str, mark: float, returns, task: str) -> dict:
     scores = task_scores(task, returns)
     return {
+        "family": family,  # the trained contender (its rows differ in how actions are read)
         "contender": name,
         "minutes": mark,
         "score_mean": round(scores["score_mean"], 2),
@@ -185,7 +197,7 @@ def _evaluate_peer(name, task, trained, episodes, seed, max_steps) -> list[dict]
             policy = DTPolicy(model, data, trained["action_dim"], target_return=data.best_return)
         else:
             policy = MLPPolicyPeer(model, data.standardize)
-        row = _row(name, mark, play(policy, task, episodes, episodes, seed, max_steps), task)
+        row = _row(name, name, mark, play(policy, task, episodes, episodes, seed, max_steps), task)
         rows.append(row | {"steps": step})
     return rows
 
@@ -221,7 +233,7 @@ def bench_learn(
     train_episodes, _, _ = task_episodes(task, data, cache, progress)
     result = {
         "task": task,
-        "minutes": list(minutes),
+        "minutes": list(minutes),  # every budget measured (this call's and earlier ones')
         "episodes": episodes,
         "seed": seed,
         "max_steps": max_steps,
@@ -231,33 +243,37 @@ def bench_learn(
         "notes": {},
     }
     table = out / "bench_learn.json"
-    if table.is_file():  # a bench of the same settings was cut short: keep the contenders it finished
+    if table.is_file():  # an earlier bench on the same data and episodes: keep what it measured
         stored = json.loads(table.read_text())
-        if {k: stored.get(k) for k in result if k not in ("rows", "notes")} == {
-            k: v for k, v in result.items() if k not in ("rows", "notes")
-        }:
+        same = ("task", "episodes", "seed", "max_steps", "data", "train_episodes")
+        if all(stored.get(key) == result[key] for key in same):
             result["rows"], result["notes"] = stored["rows"], stored["notes"]
     caller_threads = torch.get_num_threads()
     try:
         for name in contenders:
-            if name in result["notes"]:
-                print(f"\n[{name}] done in an earlier call ({table})")
+            measured = {row["minutes"] for row in result["rows"] if row["family"] == name}
+            todo = [m for m in minutes if m not in measured]
+            if not todo:
+                print(f"\n[{name}] measured in an earlier call ({table})")
                 continue
-            print(f"\n[{name}] training for {minutes[-1]:g} minutes, kept at {', '.join(f'{m:g}' for m in minutes)}")
+            print(f"\n[{name}] budgets {', '.join(f'{m:g}' for m in todo)} minutes")
             begin = time.perf_counter()
             if CONTENDERS[name] is not None:
-                note = _train_gato(name, task, data, out, minutes, processes, cache, progress)
+                note = _train_gato(name, data, out, todo, processes, cache, progress)
                 torch.set_num_threads(processes)
-                rows = _evaluate_gato(name, task, out, minutes, episodes, seed, max_steps)
-            else:
+                rows = _evaluate_gato(name, task, out, todo, episodes, seed, max_steps)
+            else:  # one run, kept at each budget: a peer's schedule does not depend on the budget
                 torch.set_num_threads(processes)
-                trained = _train_peer(name, task, train_episodes, minutes, seed=0)
+                trained = _train_peer(name, task, train_episodes, todo, seed=0)
                 note, rows = {}, _evaluate_peer(name, task, trained, episodes, seed, max_steps)
             for row in rows:
                 score = f"{row['score_mean']:6.1f} ± {row['score_ci95']:.1f}"
                 print(f"  {row['contender']:20s} {row['minutes']:5g} min: {score}")
             result["rows"] += rows
-            result["notes"][name] = note | {"wall_s": round(time.perf_counter() - begin, 1)}
+            result["notes"][name] = (
+                result["notes"].get(name, {}) | note | {"wall_s": round(time.perf_counter() - begin, 1)}
+            )
+            result["minutes"] = sorted({row["minutes"] for row in result["rows"]})
             atomic_write_json(table, result)
     finally:
         torch.set_num_threads(caller_threads)
@@ -286,6 +302,16 @@ def format_table(result: dict) -> str:
 
 
 def plot_bench_learn(result: dict, path: str | Path) -> Path:
+    """`learning_speed_figure` saved as a PNG at `path`."""
+    fig = learning_speed_figure(result)
+    path = Path(path)
+    saved = save_figure(fig, path.stem, path.parent)
+    plt.close(fig)
+    return saved
+
+
+def learning_speed_figure(result: dict):
+    """Score (mean and 95 % interval) against minutes of training, one line per contender."""
     use_style()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for colour, name in zip(PALETTE, dict.fromkeys(row["contender"] for row in result["rows"])):
@@ -300,7 +326,4 @@ def plot_bench_learn(result: dict, path: str | Path) -> Path:
     ax.set_ylabel("normalized score (100 = expert)")
     ax.set_title(f"{result['task']}: learning speed on the same data")
     ax.legend(loc="lower right", fontsize=8)
-    path = Path(path)
-    saved = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return saved
+    return fig
