@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from gato_min.codec import TaskCodec
 from gato_min.data.episodes import Episode
 from gato_min.data.reference import reference_returns
+from gato_min.distributed import torch_threads
 from gato_min.envs import get_task, make_env, model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
 from gato_min.sequence import TokenizedEpisodes, build_batch
@@ -269,11 +270,13 @@ class GatoAgent:
         record_frames: int = 0,
         env_fn=None,
         progress: bool = True,
+        threads: int | None = 1,
     ) -> Rollout:
         """Play `episodes` episodes on `num_envs` environments at once; episode i starts from
         seed `seed + i`. `record_frames` > 0 keeps that many rendered frames of episode 0 (Atari:
         the screen; MuJoCo: rendered offscreen); `max_steps` cuts episodes short (for tests);
-        `env_fn(task, render)` builds the environments (default: the registry's)."""
+        `env_fn(task, render)` builds the environments (default: the registry's). The model runs
+        on `threads` torch threads (None: as set; see `gato_min.distributed.torch_threads`)."""
         if not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -327,10 +330,12 @@ class GatoAgent:
         while (row_episode >= 0).any():
             active = row_episode >= 0
             if self.memory == "window" and cache.time + step_tokens - (previous is None) > cache.capacity:
-                self._rebuild(cache, history, row_prefix)
+                with torch_threads(threads):
+                    self._rebuild(cache, history, row_prefix)
                 previous, fresh[:] = None, False
             rtg = remaining.copy() if self.target_return is not None else None
-            actions, ids = self.act(np.stack(observations), cache, generator, previous, fresh, rtg)
+            with torch_threads(threads):
+                actions, ids = self.act(np.stack(observations), cache, generator, previous, fresh, rtg)
             previous = ids[:, -1:]
             fresh[:] = False
             for row in np.flatnonzero(active):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -74,6 +75,22 @@ def gather(value, world: int) -> list:
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def torch_threads(count: int | None):
+    """Run the body with `count` torch intra-op threads (None: as they are), then give the old
+    count back. Acting and collection use 1: their batches of a few rows gain little from more,
+    and beside another busy job more threads wait on each other (README, "Acting and evaluation")."""
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        raise ValueError(f"threads must be a positive int or None, got {count!r}")
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def free_port() -> int:

@@ -265,12 +265,14 @@ def evaluate_run(
     overwrite: bool = False,
     readout: str = "token",
     target_return: float | None = None,
+    threads: int | None = 1,
 ) -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict, with
     the report folder under "out". `memory`: how the agent keeps its context (see
     `gato_min.agent`); `readout`: how a continuous action is read from the bins ("token" or
     "mean", see `GatoAgent`); `target_return`: the return a return-conditioned model is asked for
-    (default: the task's expert reference return). `out` defaults to `default_out(...)`, a folder named after the
+    (default: the task's expert reference return); `threads`: torch threads while acting (see
+    `GatoAgent.rollout`). `out` defaults to `default_out(...)`, a folder named after the
     settings; a folder holding a report of other settings is refused unless `overwrite`."""
     run_dir = Path(run_dir)
     settings = read_data_settings(run_dir)
@@ -314,7 +316,7 @@ def evaluate_run(
             readout=readout,
             target_return=target_return,
         )
-        rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes)
+        rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes, threads)
         row = task_scores(task, rollout.returns)
         row.update(
             lengths=rollout.lengths.tolist(),
@@ -350,10 +352,11 @@ def evaluate_run(
     return report
 
 
-def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes):
+def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes, threads):
     """The rollout, recording frames of episode 0 when a renderer works; otherwise without them."""
+    options = dict(progress=progress, threads=threads)
     try:
-        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=gif_steps, progress=progress)
+        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=gif_steps, **options)
     except Exception as error:  # no EGL / OSMesa: MuJoCo cannot render offscreen here
         if gif_steps == 0 or agent.codec.spec.image_observations:
             raise
@@ -363,7 +366,7 @@ def _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, 
         )
         print(note)
         notes.append(note)
-        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=0, progress=progress)
+        return agent.rollout(episodes, num_envs, seed, max_steps, record_frames=0, **options)
 
 
 def format_report(report: dict) -> str:

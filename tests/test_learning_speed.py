@@ -136,10 +136,8 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
     data = DataSettings(
         tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25
     )
-    result = bench_learn(
-        "halfcheetah",
+    options = dict(
         minutes=(0.05, 0.1),
-        contenders=("gato-smooth", "dt", "mlp"),
         out=tmp_path / "bench",
         episodes=2,
         max_steps=10,
@@ -147,6 +145,7 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
         progress=False,
         data=data,
     )
+    result = bench_learn("halfcheetah", contenders=("gato-smooth", "dt", "mlp"), **options)
     rows = {(row["contender"], row["minutes"]): row for row in result["rows"]}
     names = ("gato-smooth", "gato-smooth+argmax", "dt", "mlp")
     assert set(rows) == {(c, m) for c in names for m in (0.05, 0.1)}
@@ -160,18 +159,7 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
     assert stored["rows"] == result["rows"]
     assert (tmp_path / "bench" / "bench_learn.png").stat().st_size > 1000
     # a later call measures only what is missing: here nothing
-    more = bench_learn(
-        "halfcheetah",
-        minutes=(0.05, 0.1),
-        contenders=("dt", "mlp"),
-        out=tmp_path / "bench",
-        episodes=2,
-        max_steps=10,
-        cache=tmp_path / "cache",
-        progress=False,
-        data=data,
-    )
-    assert more["rows"] == result["rows"]
+    assert bench_learn("halfcheetah", contenders=("dt", "mlp"), **options)["rows"] == result["rows"]
     with pytest.raises(ValueError, match="unknown contenders"):
         bench_learn("halfcheetah", contenders=("gpt5",), out=tmp_path / "x")
 
@@ -250,3 +238,29 @@ def test_a_return_conditioned_run_trains_and_evaluates(tmp_path):
     )
     assert Path(report["out"]).name == "eval-prompt50-mean-return1234-max8"
     assert report["target_return"] == 1234.0 and len(report["tasks"][0]["returns"]) == 2
+
+
+def test_acting_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
+    """Beside another busy job, acting with 2 threads ran 3.5-7x slower than with 1 (README):
+    rollouts act on `threads=1` by default (so does collection) and restore the caller's count."""
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        torch.manual_seed(0)
+        agent = GatoAgent(GatoModel(TINY).eval(), "halfcheetah", prompt_tokens=0)
+        act = agent.act
+
+        def watched(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return act(*args, **kwargs)
+
+        monkeypatch.setattr(agent, "act", watched)
+        agent.rollout(1, num_envs=1, max_steps=3, progress=False)
+        agent.rollout(1, num_envs=1, max_steps=3, progress=False, threads=None)
+        assert seen == [1, 1, 1, 2, 2, 2] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads"):
+            agent.rollout(1, num_envs=1, max_steps=3, progress=False, threads=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)

@@ -31,6 +31,7 @@ FLOORS = [
     ["train"],
     ["launch", "agent", "evaluate", "peers"],
     [
+        "tools.bench_busy",
         "tools.bench_learn",
         "tools.benchmarks",
         "tools.demo",

@@ -48,6 +48,7 @@ from gato_min.data.atari_policies import ATARI_POLICIES
 from gato_min.data.episodes import Episode, EpisodeSet
 from gato_min.data.formats import read_d4rl, write_d4rl
 from gato_min.data.policies import load_policy
+from gato_min.distributed import torch_threads
 from gato_min.envs import check_tier, get_task, make_env, model_observation, start_episode
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
@@ -249,9 +250,11 @@ def collect(
     max_episode_steps: int | None = None,
     action_noise: float = 0.0,
     record: str = "played",
+    threads: int | None = 1,
 ) -> EpisodeSet:
     """Play `episodes` episodes of `task` with the `tier` policy (plus `action_noise`, see the
-    module docstring); return them in episode order."""
+    module docstring); return them in episode order. The policy runs on `threads` torch threads
+    (None: as set; see `gato_min.distributed.torch_threads`)."""
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
     if not isinstance(num_envs, int) or num_envs < 1:
@@ -283,7 +286,8 @@ def collect(
     bar = tqdm(total=episodes, desc=f"collect {label}", unit="episode", disable=not progress)
     while any(b is not None for b in buffers):
         active = [b is not None for b in buffers]
-        actions = behaviour.act(current, envs, active)
+        with torch_threads(threads):
+            actions = behaviour.act(current, envs, active)
         for i, env in enumerate(envs):
             if not active[i]:
                 continue

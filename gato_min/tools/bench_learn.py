@@ -270,9 +270,10 @@ def bench_learn(
                 score = f"{row['score_mean']:6.1f} ± {row['score_ci95']:.1f}"
                 print(f"  {row['contender']:20s} {row['minutes']:5g} min: {score}")
             result["rows"] += rows
-            result["notes"][name] = (
-                result["notes"].get(name, {}) | note | {"wall_s": round(time.perf_counter() - begin, 1)}
-            )
+            earlier = result["notes"].get(name, {})
+            result["notes"][name] = earlier | note | {"wall_s": round(time.perf_counter() - begin, 1)}
+            if "steps" in earlier:  # the runs of earlier calls stay listed beside this call's
+                result["notes"][name]["steps"] = earlier["steps"] | note["steps"]
             result["minutes"] = sorted({row["minutes"] for row in result["rows"]})
             atomic_write_json(table, result)
     finally:
@@ -285,16 +286,18 @@ def bench_learn(
 def format_table(result: dict) -> str:
     """Score (mean ± 95 % CI) per contender and budget."""
     minutes = result["minutes"]
+    names = list(dict.fromkeys(row["contender"] for row in result["rows"]))
+    width = max([len("contender"), *map(len, names)]) + 2
     lines = [
         f"{result['task']}: normalized score after m minutes of training, {result['episodes']} episodes each",
-        f"{'contender':14s}" + "".join(f"{f'{m:g} min':>15s}" for m in minutes),
+        f"{'contender':{width}s}" + "".join(f"{f'{m:g} min':>15s}" for m in minutes),
     ]
-    for name in dict.fromkeys(row["contender"] for row in result["rows"]):
+    for name in names:
         cells = {row["minutes"]: row for row in result["rows"] if row["contender"] == name}
         lines.append(
-            f"{name:14s}"
+            f"{name:{width}s}"
             + "".join(
-                f"{cells[m]['score_mean']:8.1f} ± {cells[m]['score_ci95']:<4.1f}" if m in cells else f"{'-':>15s}"
+                f"{cells[m]['score_mean']:7.1f} ± {cells[m]['score_ci95']:<5.1f}" if m in cells else f"{'-':>15s}"
                 for m in minutes
             )
         )
@@ -325,5 +328,5 @@ def learning_speed_figure(result: dict):
     ax.set_xlabel("minutes of training (2 CPU cores)")
     ax.set_ylabel("normalized score (100 = expert)")
     ax.set_title(f"{result['task']}: learning speed on the same data")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     return fig

@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from gato_min.agent import READOUTS
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect_to_file
@@ -113,8 +111,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     report = evaluate_run(
         args.run,
         args.tasks,
@@ -133,6 +129,7 @@ def _evaluate(args) -> int:
         overwrite=args.overwrite,
         readout=args.readout,
         target_return=args.target_return,
+        threads=args.threads,
     )
     out = Path(report["out"])
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
@@ -336,7 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="write into --out even when it holds a report of other settings"
     )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads while acting (default 1: batches of a few rows gain little from more, and "
+        "beside another busy job more threads stall)",
+    )
     p.add_argument("--cache", default=None, help="cache root of the demonstrations' data")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)

@@ -9,6 +9,7 @@ import torch
 
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
+from gato_min.tools.bench_busy import bench_busy
 from gato_min.tools.bench_learn import CONTENDERS, bench_learn
 from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
 
@@ -100,6 +101,19 @@ def _bench_act(args) -> int:
     return 0
 
 
+def _bench_busy(args) -> int:
+    rows = bench_busy(GatoConfig.from_preset(args.preset, context_length=96), args.rounds, args.load_threads)
+    print(
+        f"acting (10 envs x 100 steps, {args.preset}) and expert collection (4 envs x 300 steps), "
+        f"alone and beside a {args.load_threads}-thread load, alternately"
+    )
+    print(f"{'':24s} {'threads':>7s} {'act env-steps/s':>16s} {'collect steps/s':>16s}")
+    for row in rows:
+        label = f"beside a {args.load_threads}-thread load" if row["busy"] else "alone"
+        print(f"{label:24s} {row['threads']:7d} {row['act_steps_per_s']:16,.0f} {row['collect_steps_per_s']:16,.0f}")
+    return 0
+
+
 def _bench_learn(args) -> int:
     bench_learn(
         args.task,
@@ -116,7 +130,8 @@ def _bench_learn(args) -> int:
 
 
 def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
-    """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act and bench-learn to `sub`."""
+    """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act, bench-busy and
+    bench-learn to `sub`."""
     p = sub.add_parser(
         "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
     )
@@ -171,6 +186,16 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-steps", type=int, default=200, help="steps per rollout episode")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_bench_act)
+
+    p = sub.add_parser(
+        "bench-busy",
+        parents=[common],
+        help="acting and collection speed at 1 and 2 threads, alone and beside another busy process",
+    )
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--load-threads", type=int, default=2, help="threads the other process keeps busy")
+    p.set_defaults(func=_bench_busy)
 
     p = sub.add_parser(
         "bench-learn",

@@ -23,8 +23,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings, task_episodes
 from gato_min.evaluate import evaluate_run
@@ -78,8 +76,9 @@ def run_demo(
 ) -> dict:
     """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
     summary that is also written to `<out>/demo.json`. Training runs `processes` workers of
-    `threads` torch threads each; evaluation uses `processes * threads` threads. `max_steps`
-    cuts the evaluation's episodes short (for tests). Torch's thread count is given back."""
+    `threads` torch threads each; collection and evaluation act on one thread (see
+    `gato_min.distributed.torch_threads`). `max_steps` cuts the evaluation's episodes short (for
+    tests). Torch's thread count is given back."""
     if not isinstance(eval_episodes, int) or eval_episodes < 2:
         raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
     if not isinstance(threads, int) or threads < 1 or not isinstance(processes, int) or processes < 1:
@@ -113,8 +112,6 @@ def run_demo(
         config, data, settings, out / "run", processes, cache=cache, threads=threads, progress=progress
     )
     times["train_s"] = round(time.perf_counter() - begin, 1)
-    caller_threads = torch.get_num_threads()
-    torch.set_num_threads(processes * threads)
     print(
         f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
         f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)"
@@ -143,7 +140,6 @@ def run_demo(
             overwrite=True,  # the demo's own folders: a second demo with other options replaces them
         )
         rows[name] = report["tasks"][0]
-    torch.set_num_threads(caller_threads)
     times["evaluate_s"] = round(time.perf_counter() - begin, 1)
     times["total_s"] = round(sum(times.values()), 1)
 
