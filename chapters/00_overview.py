@@ -72,7 +72,7 @@ print("gato_min", gato_min.__version__)
 # | 06 training | behaviour data and the training loop | `data/`, `task_data.py`, `optim.py`, `train.py`, `runs.py` |
 # | 07 prompted evaluation | demonstration prompts, token-by-token sampling with a cache | `codec.py`, `agent.py` |
 # | 08 scores | playing the real environments: scores, prompting, how episodes fail | `evaluate.py` |
-# | 09 learning speed | smoothed bin targets, reading the mean of the bins, return conditioning; a Decision Transformer and an MLP on the same data | `peers.py`, `tools/bench_learn.py` |
+# | 09 learning speed | smoothed targets, the mean readout, return conditioning; a DT and an MLP as peers | `peers.py` |
 # | later | Atari from pixels, the generalist | all of it |
 #
 # Underneath all of them sits `envs.py`: the tasks (the shipped ones, and any gymnasium

@@ -165,8 +165,8 @@ class WatchedAgent(GatoAgent):
 
     in_view: list[int]
 
-    def act(self, observations, cache, generator, previous=None, fresh=None):
-        actions, ids = super().act(observations, cache, generator, previous, fresh)
+    def act(self, observations, cache, generator, previous=None, fresh=None, returns_to_go=None):
+        actions, ids = super().act(observations, cache, generator, previous, fresh, returns_to_go)
         self.in_view.append(int(cache.keep[0].sum()) - (self.codec.action_tokens - 1))  # less the 5 torques fed after
         return actions, ids
 

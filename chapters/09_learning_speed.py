@@ -211,9 +211,10 @@ for name, torque in readings.items():
 # * One-hot or smoothed targets: level within the intervals at 10 and 15 minutes. The mean
 #   readout: worse at 10 and 15 minutes for both (at 10 minutes 4.2 against 18.4 for the
 #   smoothed model, 3.1 against 22.2 for the recipe; at 5 minutes nothing plays either way),
-#   because every early distribution is spread. A 15-minute run whose schedule had not ended (the first bench, left out of the
-#   table) scored 49.0 ± 8.0 read by the mean and 33.6 ± 14.2 by the most likely bin: the two
-#   trade places once the model is good, and ten episodes of one seed decide little.
+#   because every early distribution is spread. A 15-minute run whose schedule had not ended
+#   (the first bench, left out of the table) scored 49.0 ± 8.0 read by the mean and 33.6 ± 14.2
+#   by the most likely bin: the two trade places once the model is good, and ten episodes of one
+#   seed decide little.
 
 # %%
 fig = learning_speed_figure(bench)

@@ -201,7 +201,7 @@ def test_window_memory_rebuilds_what_training_saw(cheetah_episodes):
     codec, prefixes = agent.codec, agent.prefixes()
     episode = cheetah_episodes[1]
     ids = codec.encode_actions(episode.actions[:10])
-    history = [(list(episode.observations[:10]), list(ids)), (list(episode.observations[:1]), list(ids[:1]))]
+    history = [(list(episode.observations[:10]), list(ids), []), (list(episode.observations[:1]), list(ids[:1]), [])]
     cache = KVCache(TINY, batch_size=2)
     agent._rebuild(cache, history, [prefixes[0], prefixes[1]])
     keep = (96 - 24) // 24 // 2  # half the room the prompt leaves: 1 timestep
@@ -209,7 +209,7 @@ def test_window_memory_rebuilds_what_training_saw(cheetah_episodes):
     obs = episode.observations[10:12]
     with torch.no_grad():
         got = model.extend(codec.observation_batch(obs), cache, last_only=True)
-        for row, (steps, actions) in enumerate(history):
+        for row, (steps, actions, _) in enumerate(history):
             reference = KVCache(TINY, batch_size=1)
             reference.install_prefix([0], prefixes[row])
             model.extend(codec.timesteps_batch([np.stack(steps[-keep:])], [np.stack(actions[-keep:])]), reference)

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from gato_min.agent import GatoAgent, _episode_env, _frame
+from gato_min.agent import GatoAgent
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings
 from gato_min.envs import get_task, make_env, start_episode
 from gato_min.evaluate import default_out, evaluate_run, save_gif, score_figure
 from gato_min.model import GatoModel
 from gato_min.optim import TrainSettings
+from gato_min.render import episode_env, render_frame
 from gato_min.train import train
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
@@ -56,13 +57,13 @@ def test_the_rollout_camera_follows_the_body(task):
     """5 m down the track the body is still in the middle third of the rollout's frame; the
     environment's own free camera, fixed at the start, has lost it."""
     spec = get_task(task)
-    tracked, fixed = _episode_env(task, render=True), make_env(task, render=True)
+    tracked, fixed = episode_env(task, render=True), make_env(task, render=True)
     for env in (tracked, fixed):
         start_episode(env, spec, 0)
-        assert _in_middle_third(_body_centroid(_frame(env, None, spec)))
+        assert _in_middle_third(_body_centroid(render_frame(env, None, spec)))
         _moved(env, 5.0)
-    assert _in_middle_third(_body_centroid(_frame(tracked, None, spec)))
-    assert not _in_middle_third(_body_centroid(_frame(fixed, None, spec)))
+    assert _in_middle_third(_body_centroid(render_frame(tracked, None, spec)))
+    assert not _in_middle_third(_body_centroid(render_frame(fixed, None, spec)))
     tracked.close()
     fixed.close()
 
@@ -83,9 +84,13 @@ def test_a_rollout_gif_keeps_the_body_in_view_and_is_small(tmp_path):
 def test_each_frame_carries_its_step_and_return():
     """Step 0 and step 30 of the same state differ only in the caption, in the bottom-left corner."""
     spec = get_task("halfcheetah")
-    env = _episode_env("halfcheetah", render=True)
+    env = episode_env("halfcheetah", render=True)
     start_episode(env, spec, 0)
-    plain, first, later = _frame(env, None, spec), _frame(env, None, spec, 0, 0.0), _frame(env, None, spec, 30, 41.5)
+    plain, first, later = (
+        render_frame(env, None, spec),
+        render_frame(env, None, spec, 0, 0.0),
+        render_frame(env, None, spec, 30, 41.5),
+    )
     env.close()
     changed = np.nonzero((first != later).any(axis=2))
     assert len(changed[0]) > 20
@@ -95,7 +100,7 @@ def test_each_frame_carries_its_step_and_return():
     # Atari: the screen at its native size, with the same caption
     pong = get_task("pong")
     screen = np.full((210, 160, 3), 144, np.uint8)
-    framed = _frame(None, screen, pong, 12, -3.0)
+    framed = render_frame(None, screen, pong, 12, -3.0)
     assert framed.shape == (210, 160, 3) and (framed != screen).any()
     assert (framed[:-20] == screen[:-20]).all()
 
