@@ -23,6 +23,7 @@ from gato_min.runs import read_config
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TimestepLayout, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
+from gato_min.tools.bench_busy import bench_busy
 from gato_min.tools.bench_learn import bench_learn
 from gato_min.train import train
 
@@ -264,3 +265,11 @@ def test_acting_runs_on_one_thread_and_gives_the_count_back(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(caller)
+
+
+def test_bench_busy_times_both_thread_counts_alone_and_beside_a_load():
+    caller = torch.get_num_threads()
+    rows = bench_busy(TINY, rounds=1, act_steps=3, collect_steps=5)
+    assert [(row["busy"], row["threads"]) for row in rows] == [(False, 1), (False, 2), (True, 1), (True, 2)]
+    assert all(row["act_steps_per_s"] > 0 and row["collect_steps_per_s"] > 0 for row in rows)
+    assert torch.get_num_threads() == caller

@@ -26,10 +26,18 @@ from gato_min.model import GatoModel
 _LOAD = "import torch\na = torch.randn(512, 512)\nwhile True:\n    a = torch.tanh(a @ a)"
 
 
-def bench_busy(config, rounds: int = 2, load_threads: int = 2, task: str = "halfcheetah") -> list[dict]:
-    """Acting (10 environments x 100 steps of an untrained `config` model) and expert collection
-    (4 environments x 300 steps) at 1 and 2 torch threads, alone and beside a process that keeps
-    `load_threads` threads busy with matrix products; `rounds` alternations of each."""
+def bench_busy(
+    config,
+    rounds: int = 2,
+    load_threads: int = 2,
+    task: str = "halfcheetah",
+    act_steps: int = 100,
+    collect_steps: int = 300,
+) -> list[dict]:
+    """Acting (10 environments x `act_steps` steps of an untrained `config` model) and expert
+    collection (4 environments x `collect_steps` steps) at 1 and 2 torch threads, alone and
+    beside a process that keeps `load_threads` threads busy with matrix products; `rounds`
+    alternations of each."""
     torch.manual_seed(0)
     agent = GatoAgent(GatoModel(config).eval(), task, [], prompt_tokens=0, temperature=0.0)
     rows = []
@@ -43,11 +51,11 @@ def bench_busy(config, rounds: int = 2, load_threads: int = 2, task: str = "half
             for _ in range(rounds):
                 for threads in (1, 2):
                     start = time.perf_counter()
-                    rollout = agent.rollout(10, num_envs=10, max_steps=100, progress=False, threads=threads)
+                    rollout = agent.rollout(10, num_envs=10, max_steps=act_steps, progress=False, threads=threads)
                     acting = rollout.env_steps / (time.perf_counter() - start)
                     start = time.perf_counter()
                     data = collect(
-                        task, "expert", 4, num_envs=4, progress=False, max_episode_steps=300, threads=threads
+                        task, "expert", 4, num_envs=4, progress=False, max_episode_steps=collect_steps, threads=threads
                     )
                     collecting = data.attrs["steps"] / (time.perf_counter() - start)
                     rows.append(
