@@ -76,6 +76,7 @@ from gato_min.plotting import PALETTE, save_figure, use_style
 from gato_min.runs import load_model
 from gato_min.sequence import TimestepLayout, returns_to_go
 from gato_min.stored import stored_run
+from gato_min.tokenize import bin_centers
 from gato_min.tools.bench_learn import format_table, learning_speed_figure
 
 use_style()
@@ -166,7 +167,7 @@ with torch.no_grad():
     logits = model(codec.observation_batch(episode.observations[17:18]))[0, -1]
 low, high = codec.action_ids
 probs = torch.softmax(logits[low:high], dim=0).numpy()
-centres = -1 + (2 * np.arange(num_bins) + 1) / num_bins
+centres = bin_centers(num_bins)  # what each bin decodes to (actions are not companded)
 readings = {
     "most likely": centres[probs.argmax()],
     "a sample": centres[np.random.default_rng(0).choice(num_bins, p=probs / probs.sum())],

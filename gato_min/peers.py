@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from gato_min.data.episodes import Episode
 from gato_min.envs import get_task, make_env, model_observation, start_episode
+from gato_min.sequence import returns_to_go
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,9 @@ class DTData:
         self.standardize = _Standardizer(observations)
         self.states = self.standardize(observations)
         self.actions = np.concatenate([spec.action_to_unit(np.asarray(e.actions)) for e in episodes]).astype(np.float32)
-        self.returns = np.concatenate(
-            [np.cumsum(np.asarray(e.rewards, np.float64)[::-1])[::-1] for e in episodes]
-        ).astype(np.float32) / np.float32(settings.return_scale)
+        self.returns = (np.concatenate([returns_to_go(e.rewards) for e in episodes]) / settings.return_scale).astype(
+            np.float32
+        )
         lengths = np.array([len(e) for e in episodes])
         self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.ends = self.starts + lengths
