@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 
+from gato_min.files import temporary_path
+
 # Okabe-Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple
 PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
 
@@ -60,7 +62,7 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
     directory = Path(directory) if directory is not None else media_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)
     fig.savefig(tmp, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
     os.replace(tmp, path)
     return path

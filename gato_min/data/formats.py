@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from gato_min.data.episodes import Episode, EpisodeSet, flatten_nested
+from gato_min.files import temporary_path
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 MINARI_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -86,7 +87,7 @@ def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = N
     terminals[ends[terminated]] = True
     timeouts[ends[~terminated]] = True
     observations = np.concatenate([e.observations for e in episodes])
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)
     with h5py.File(tmp, "w") as f:
         if observations.dtype == np.uint8:  # frames: compress
             chunks = (min(64, len(observations)), *observations.shape[1:])

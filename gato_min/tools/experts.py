@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from gato_min.data.policies import MLPPolicy, export_policy, load_policy
 from gato_min.envs import get_task, make_env
-from gato_min.files import atomic_write_text
+from gato_min.files import atomic_write_text, temporary_path
 from gato_min.plotting import PALETTE, save_figure, use_style
 
 
@@ -117,7 +117,7 @@ def save_portable_state(run_dir: str | Path, dest: str | Path) -> Path:
         (run_dir / "curve.jsonl", "curve.jsonl"),
         (run_dir / "settings.json", "settings.json"),
     ]:
-        tmp = dest / (name + ".tmp")
+        tmp = temporary_path(dest / name)
         shutil.copy2(source, tmp)
         os.replace(tmp, dest / name)
     return dest
