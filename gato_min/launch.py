@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import torch.multiprocessing as mp
@@ -61,7 +63,7 @@ def train_processes(
         try:
             mp.start_processes(
                 _worker,
-                args=(processes, distributed.free_port(), specs, run, options),
+                args=(processes, distributed.free_port(), specs, run, options, os.getpid()),
                 nprocs=processes,
                 start_method="spawn",
             )
@@ -74,9 +76,23 @@ def train_processes(
     return json.loads(RunFolder(out).summary.read_text())
 
 
-def _worker(rank: int, world: int, port: int, specs: list[dict], run: tuple, options: dict) -> None:
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """End this worker as soon as `parent` is gone (killed, say): a daemon thread watches who the
+    parent is, because an orphaned worker would go on training and hold a core for nothing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker(rank: int, world: int, port: int, specs: list[dict], run: tuple, options: dict, parent: int) -> None:
     """One process of `train_processes`: joins the group as torchrun would have it, registers the
-    user's tasks, trains `run` (config, data, settings, out) with `options`, leaves."""
+    user's tasks, trains `run` (config, data, settings, out) with `options`, leaves; it ends with
+    the process that started it."""
+    _exit_with_parent(parent)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
     )

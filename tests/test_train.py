@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,6 +222,48 @@ def test_run_killed_with_sigkill_resumes_with_the_same_losses(tmp_path, cache):
     assert [r["step"] for r in rows] == [r["step"] for r in straight] == list(range(1, steps + 1))
     assert [r["loss"] for r in rows] == [r["loss"] for r in straight]
     assert [r.get("heldout") for r in rows] == [r.get("heldout") for r in straight]
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux's /proc)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from Linux's /proc")
+def test_spawned_workers_end_when_their_parent_is_killed(tmp_path, cache):
+    """An orphaned worker would go on training and hold a core: the workers of a killed
+    `train --processes 2` end within seconds."""
+    run = RunFolder(tmp_path / "run")
+    process = subprocess.Popen(
+        _cli(run.path, cache, 100_000, ["--processes", "2"]),
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+        stdout=open(tmp_path / "out.txt", "w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while not (run.metrics.exists() and run.rows()):  # the workers are training
+        assert process.poll() is None, (tmp_path / "out.txt").read_text()
+        assert time.time() < deadline, "no training step within 120 s:\n" + (tmp_path / "out.txt").read_text()
+        time.sleep(0.1)
+    workers = _children(process.pid)
+    assert len(workers) >= 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 20
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if _alive(pid)]
+    for pid in alive:  # leave no stray process behind, even when the check fails
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their killed parent by 20 s"
 
 
 SCRIPT = textwrap.dedent("""
