@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from gato_min.tools.cli import main
 
 
@@ -61,3 +63,16 @@ def test_train_flags_are_built_from_the_settings_dataclasses(capsys):
     assert settings == TrainSettings(lr=0.002, steps=7)
     assert main(["train", "--out", "unused", "--lr", "nan"]) == 2
     assert "TrainSettings.lr must be a finite number" in capsys.readouterr().err
+
+
+def test_train_overrides_the_presets_model_shape():
+    from gato_min.config import GatoConfig
+    from gato_min.tools.cli import build_parser, train_config
+
+    args = build_parser().parse_args(["train", "--out", "x", "--d-model", "64", "--d-ff", "256", "--n-head", "2"])
+    assert train_config(args) == GatoConfig.from_preset("cpu-small", d_model=64, d_ff=256, n_head=2)
+    args = build_parser().parse_args(["train", "--out", "x", "--preset", "cpu-tiny", "--n-layer", "3"])
+    assert train_config(args) == GatoConfig.from_preset("cpu-tiny", n_layer=3)
+    args = build_parser().parse_args(["train", "--out", "x", "--d-model", "0"])
+    with pytest.raises(ValueError, match="GatoConfig.d_model must be a positive int, got 0"):
+        train_config(args)

@@ -63,15 +63,23 @@ def _reference_returns(args) -> int:
     return 0
 
 
-def _train(args) -> int:
-    overrides = {
+MODEL_SHAPE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "d_head")  # --n-layer ... override the preset
+
+
+def train_config(args) -> GatoConfig:
+    """The model config `train` builds: the preset, with every override flag that was given."""
+    overrides = {name: getattr(args, name) for name in MODEL_SHAPE_FLAGS} | {
         "context_length": args.context_length,
         "action_positions": args.action_positions,
         "value_init": args.value_init,
         "return_conditioning": args.return_conditioning or None,
         "return_scale": args.return_scale,
     }
-    config = GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    return GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _train(args) -> int:
+    config = train_config(args)
     if args.tasks:
         args.tasks = [resolve_task(name).name if name != "text" else name for name in args.tasks]
     data, settings = from_arguments(DataSettings, args), from_arguments(TrainSettings, args)
@@ -242,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: created, or resumed if it holds this run")
     p.add_argument("--preset", default="cpu-small", help="model preset (gato_min.config.PRESETS)")
     p.add_argument("--context-length", type=int, default=None, help="override the preset's context length")
+    for name in MODEL_SHAPE_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=int, default=None, help=f"override the preset's {name} (gato_min.config.GatoConfig)")
     p.add_argument(
         "--action-positions",
         choices=["none", "local"],
