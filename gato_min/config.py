@@ -49,6 +49,8 @@ class GatoConfig:
     feedforward: str = "gelu"  # "gelu": Linear-GELU-Linear; "geglu": GELU-gated, 3 matrices (chapter 05)
     d_head: int = 128  # key/value size of one head
     context_length: int = 1024  # tokens the model attends over
+    tie_head: bool = True  # the output head is the token table, transposed; False: a head of its own
+    #                        (beyond the paper's reimplementations, chapter 09)
 
     def __post_init__(self) -> None:
         for name in (
@@ -89,6 +91,8 @@ class GatoConfig:
         for name in ("prompt_fraction", "prompt_end_fraction", "prompt_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"GatoConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if not isinstance(self.tie_head, bool):
+            raise ValueError(f"GatoConfig.tie_head must be a bool, got {self.tie_head!r}")
         if not isinstance(self.return_conditioning, bool):
             raise ValueError(f"GatoConfig.return_conditioning must be a bool, got {self.return_conditioning!r}")
         if not (math.isfinite(self.return_scale) and self.return_scale > 0):

@@ -10,9 +10,9 @@ Choices here: pre-norm blocks (LayerNorm before attention and before the feed-fo
 reimplementations read App. C.1), causal scaled-dot-product attention with `n_head` heads of
 `d_head` dimensions, a feed-forward layer of `d_ff` hidden units (GELU by default, whose
 parameter count matches the paper's nominal sizes; GEGLU on request, see chapter 05), and an
-output head that shares its weights with the token table. During training logits are computed
-only at the positions whose next token is counted: the full-vocabulary head would otherwise
-dominate the cost of a step.
+output head that shares its weights with the token table (`tie_head`; a head of its own is one
+flag away). During training logits are computed only at the positions whose next token is
+counted: the full-vocabulary head would otherwise dominate the cost of a step.
 
 Padding sits at the end of every window (`gato_min.sequence`), so the causal mask alone keeps
 real tokens from attending to it.
@@ -248,6 +248,9 @@ class GatoModel(nn.Module):
         self.embedding = GatoEmbedding(config, image_channels)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model)
+        # the head: the token table itself (tied), or a matrix of its own, so that a bin's row as
+        # something read (an observation) and as something predicted (an action) can differ
+        self.head = None if config.tie_head else nn.Linear(config.d_model, config.vocab.size, bias=False)
         self.apply(self._init_weights)
         if config.value_init == "smooth":
             with torch.no_grad():
@@ -281,7 +284,10 @@ class GatoModel(nn.Module):
         return self.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores over the whole vocabulary; the head is the token table, transposed."""
+        """Scores over the whole vocabulary; the head is the token table, transposed (or, with
+        `tie_head=False`, a matrix of its own)."""
+        if self.head is not None:
+            return self.head(hidden)
         return hidden @ self.embedding.token_table.weight.T
 
     def forward(self, batch) -> torch.Tensor:

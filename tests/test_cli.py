@@ -73,6 +73,8 @@ def test_train_overrides_the_presets_model_shape():
     assert train_config(args) == GatoConfig.from_preset("cpu-small", d_model=64, d_ff=256, n_head=2)
     args = build_parser().parse_args(["train", "--out", "x", "--preset", "cpu-tiny", "--n-layer", "3"])
     assert train_config(args) == GatoConfig.from_preset("cpu-tiny", n_layer=3)
+    args = build_parser().parse_args(["train", "--out", "x", "--untie-head"])
+    assert train_config(args) == GatoConfig.from_preset("cpu-small", tie_head=False)
     args = build_parser().parse_args(["train", "--out", "x", "--d-model", "0"])
     with pytest.raises(ValueError, match="GatoConfig.d_model must be a positive int, got 0"):
         train_config(args)

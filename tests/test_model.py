@@ -105,3 +105,27 @@ def test_concatenated_batches_embed_as_their_parts():
     parts = torch.cat([model.embedding(b) for b in (first, second, third)])
     torch.testing.assert_close(model.embedding(joined), parts)
     torch.testing.assert_close(model.embedding(joined.window(5, 60)), parts[:, 5:60])
+
+
+def test_an_untied_head_has_weights_of_its_own_and_keeps_the_loss_and_the_cache_right():
+    """`tie_head=False`: logits come from a matrix of their own (vocabulary x width more
+    parameters), a training step moves it apart from the token table, and the masked loss and
+    cached decoding still hold."""
+    config = CONFIG.replace(tie_head=False)
+    torch.manual_seed(0)
+    tied, untied = GatoModel(CONFIG), GatoModel(config)
+    assert untied.num_parameters() - tied.num_parameters() == config.vocab.size * config.d_model
+    batch = _batch()
+    hidden = untied.hidden_states(batch)
+    assert torch.equal(untied.logits(hidden), hidden @ untied.head.weight.T)
+    assert not torch.allclose(untied.logits(hidden), hidden @ untied.embedding.token_table.weight.T)
+    table, head = untied.embedding.token_table.weight.detach().clone(), untied.head.weight.detach().clone()
+    untied.loss(batch).backward()
+    torch.optim.SGD(untied.parameters(), lr=1.0).step()
+    assert not torch.equal(untied.head.weight, head) and not torch.equal(untied.embedding.token_table.weight, table)
+    untied.eval()
+    with torch.no_grad():
+        full = untied(batch)
+        cache = KVCache(config, batch_size=batch.token_ids.shape[0])
+        stepped = torch.cat([untied.extend(batch.window(t, t + 1), cache) for t in range(8)], dim=1)
+    torch.testing.assert_close(stepped, full[:, :8], rtol=1e-4, atol=1e-5)

@@ -73,6 +73,7 @@ def train_config(args) -> GatoConfig:
         "action_positions": args.action_positions,
         "value_init": args.value_init,
         "return_conditioning": args.return_conditioning or None,
+        "tie_head": False if args.untie_head else None,
         "return_scale": args.return_scale,
     }
     return GatoConfig.from_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
@@ -269,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--return-conditioning",
         action="store_true",
         help="open each timestep with a return-to-go token (Decision-Transformer style, chapter 09)",
+    )
+    p.add_argument(
+        "--untie-head",
+        action="store_true",
+        help="give the output head weights of its own instead of the token table's (chapter 09)",
     )
     p.add_argument(
         "--return-scale", type=float, default=None, help="returns-to-go are divided by this before binning (100)"
