@@ -223,8 +223,8 @@ cuts = [0, 500, *range(501, 520), 1024]  # a long prompt, then 19 single tokens,
 with torch.no_grad():
     pieces = [model.extend(batch.window(a, b), cache) for a, b in zip(cuts, cuts[1:])]
 difference = (torch.cat(pieces, 1) - logits).abs().max()
-assert difference < 1e-4
-print(f"cached vs full logits over 1024 tokens: max difference {float(difference):.1e}")
+assert difference < 1e-4  # float rounding: the exact figure (about 1e-6) differs from one CPU to another
+print("cached vs full logits over 1024 tokens: max difference below 1e-4")
 
 # %% [markdown]
 # ## Try it: depth, width and the cost of a step
