@@ -16,6 +16,8 @@ Contenders (`CONTENDERS`; choose with `--contenders`):
 * `gato-smooth`: the recipe trained on Gaussian-smoothed bin targets
   (`TrainSettings.bin_smoothing`), read by the mean of the bins; `gato-smooth+argmax`: the same
   weights taking the most likely bin;
+* `gato-small`: the recipe at half the width (`SMALL_CONFIG`: 0.43M parameters, about 2.5 times the
+  steps per second), taking the most likely bin; `gato-small+mean`: read by the mean of the bins;
 * `dt`: the Decision Transformer of `gato_min.peers` with its published gym settings;
 * `mlp`: the 2-layer MLP regressor, the floor.
 
