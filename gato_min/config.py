@@ -50,7 +50,7 @@ class GatoConfig:
     d_head: int = 128  # key/value size of one head
     context_length: int = 1024  # tokens the model attends over
     tie_head: bool = True  # the output head is the token table, transposed; False: a head of its own
-    #                        (beyond the paper's reimplementations, chapter 09)
+    #                        (beyond the paper; README, "Learning speed")
 
     def __post_init__(self) -> None:
         for name in (

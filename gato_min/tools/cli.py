@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--untie-head",
         action="store_true",
-        help="give the output head weights of its own instead of the token table's (chapter 09)",
+        help="give the output head weights of its own instead of the token table's (README, Learning speed)",
     )
     p.add_argument(
         "--return-scale", type=float, default=None, help="returns-to-go are divided by this before binning (100)"
