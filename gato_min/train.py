@@ -34,7 +34,7 @@ from gato_min.files import atomic_save_safetensors, atomic_torch_save, atomic_wr
 from gato_min.model import GatoModel, LossModule
 from gato_min.optim import TrainSettings, learning_rate, make_optimizer
 from gato_min.plotting import plot_learning_curve
-from gato_min.runs import RunFolder
+from gato_min.runs import RunFolder, fingerprint, load_weights, read_checkpoint
 from gato_min.task_data import heldout_losses, load_task_data
 
 
@@ -64,7 +64,7 @@ def _restore_random_state(state: dict, samplers: dict, mixer: np.random.Generato
 
 
 def _save_checkpoint(
-    run: RunFolder, model, optimizer, step: int, elapsed: float, world: int, rank: int, random_state: dict
+    run: RunFolder, model, optimizer, step: int, elapsed: float, world: int, rank: int, random_state: dict, stamp: dict
 ) -> None:
     states = distributed.gather(random_state, world)
     if rank == 0:
@@ -77,11 +77,12 @@ def _save_checkpoint(
                 "elapsed_s": elapsed,
                 "world_size": world,
                 "random": states,
+                "fingerprint": stamp,
             },
             run.checkpoint,
         )
         atomic_save_safetensors(
-            model_state, run.weights, {"step": str(step), "elapsed_s": f"{elapsed:.1f}", "format": "gato_min"}
+            model_state, run.weights, {"step": str(step), "elapsed_s": f"{elapsed:.1f}", "format": "gato_min"} | stamp
         )
 
 
@@ -124,7 +125,7 @@ def train(
 
 
 def _train(config, data, settings, run, cache, device, progress, stop_after, rank, world, local_rank) -> TrainResult:
-    resume = distributed.on_rank0(lambda: run.claim(config, data, settings), rank, world)
+    resume = distributed.on_rank0(lambda: run.check(config, data, settings), rank, world)
 
     # data: rank 0 collects what the cache lacks, then every rank reads it
     tasks = {}
@@ -132,6 +133,9 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
         if rank in turn:
             tasks = {t: load_task_data(t, data, config, cache, progress and rank == 0) for t in data.tasks}
         distributed.barrier(world)
+    # only now, with every input checked and the data loaded, is the folder taken: a start that
+    # fails on its inputs leaves nothing that would refuse the corrected command
+    distributed.on_rank0(lambda: run.write(config, data, settings), rank, world)
     heldout = {t: d.heldout_batches(config, settings.batch_size, settings.eval_batches) for t, d in tasks.items()}
     baselines = {t: d.baseline_losses(heldout[t], config) for t, d in tasks.items()}
 
@@ -150,19 +154,18 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
 
     step, elapsed = 0, 0.0  # elapsed: wall seconds of training over every call that worked on this run
     if resume:
-        state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+        state = read_checkpoint(run.path, config, data.tasks)
         if state["world_size"] != world:
             raise ValueError(
                 f"{run.checkpoint} was written by {state['world_size']} processes; resume it with "
                 f"the same number (got {world})"
             )
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], run.checkpoint)
         optimizer.load_state_dict(state["optimizer"])
         _restore_random_state(state["random"][rank], samplers, mixer)
         step, elapsed = state["step"], state.get("elapsed_s", 0.0)
-        if rank == 0:
-            run.truncate_metrics(step)
     if rank == 0:
+        run.truncate_metrics(step)  # rows past the checkpoint (all of them without one) are redone
         info = {t: d.info | {"baseline_loss": round(d.baseline_loss, 4)} for t, d in tasks.items()}
         print(
             f"gato_min train: {model.num_parameters():,} parameters, {world} process(es) on {device}, "
@@ -171,6 +174,7 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
         )
 
     weights = data.task_weights
+    stamp = fingerprint(config, data.tasks)
     last = settings.steps if stop_after is None else min(settings.steps, step + stop_after)
     bar = tqdm(total=settings.steps, initial=step, desc="train", disable=not progress or rank != 0, unit="step")
     window_loss, window_tokens, window_steps, window_start = torch.zeros((), device=device), 0, 0, time.perf_counter()
@@ -218,7 +222,9 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
                 with open(run.metrics, "a") as file:
                     file.write(json.dumps(row) + "\n")
             if step % settings.checkpoint_every == 0 or step == last:
-                _save_checkpoint(run, model, optimizer, step, elapsed, world, rank, _random_state(samplers, mixer))
+                _save_checkpoint(
+                    run, model, optimizer, step, elapsed, world, rank, _random_state(samplers, mixer), stamp
+                )
     bar.close()
 
     summary = {}

@@ -14,11 +14,15 @@ dropped. Observation groups (dict spaces) become nested dicts. Minari's own pack
 needed: its collector pulls in jax; these files are read with h5py alone.
 
 Writing is atomic (a temporary file renamed into place); Atari frames are stored as uint8 with
-gzip compression, one chunk per 64 frames.
+gzip compression, one chunk per 64 frames. A file this package writes carries the SHA-256 of its
+arrays (attribute `sha256`) and its episode lengths; reading checks both, so a corrupted file is
+refused rather than trained on. Every array is checked for its shape and for finite values, and
+an error names the file, the key and, where it matters, the episode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -73,6 +77,42 @@ def _attr_value(value):
 # --------------------------------------------------------------------------- D4RL
 
 
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the D4RL arrays (key, dtype, shape and bytes, keys in D4RL order)."""
+    digest = hashlib.sha256()
+    for key in D4RL_KEYS:
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _check_step_flags(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """rewards, terminals and timeouts hold one number per step: shape (n,) (or (n, 1))."""
+    n = len(arrays["observations"])
+    for key in ("rewards", "terminals", "timeouts"):
+        shape = arrays[key].shape
+        if shape not in ((n,), (n, 1)):
+            raise ValueError(f"{path}: {key!r} has shape {shape}; expected ({n},), one value per step")
+    if arrays["actions"].ndim not in (1, 2):
+        raise ValueError(
+            f"{path}: 'actions' has shape {arrays['actions'].shape}; expected (n,) buttons or (n, action_dim) values"
+        )
+
+
+def _check_finite(episodes: list[Episode], path: Path) -> None:
+    """Name the first episode and key holding NaN or infinity."""
+    for index, episode in enumerate(episodes):
+        for key, values in (
+            ("observations", episode.observations),
+            ("actions", episode.actions),
+            ("rewards", episode.rewards),
+        ):
+            if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not np.isfinite(values).all():
+                step = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0])
+                raise ValueError(f"{path}: episode {index} holds a non-finite value in {key!r} (step {step})")
+
+
 def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = None) -> Path:
     """Write episodes as one D4RL-format HDF5 file (atomically); `attrs` become file attributes."""
     if not episodes:
@@ -87,6 +127,12 @@ def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = N
     terminals[ends[terminated]] = True
     timeouts[ends[~terminated]] = True
     observations = np.concatenate([e.observations for e in episodes])
+    if observations.dtype != np.uint8:
+        observations = observations.astype(np.float32)
+    actions = np.concatenate([e.actions for e in episodes])
+    actions = actions if actions.dtype.kind in "iu" else actions.astype(np.float32)
+    rewards = np.concatenate([e.rewards for e in episodes]).astype(np.float32)
+    arrays = dict(observations=observations, actions=actions, rewards=rewards, terminals=terminals, timeouts=timeouts)
     tmp = temporary_path(path)
     with h5py.File(tmp, "w") as f:
         if observations.dtype == np.uint8:  # frames: compress
@@ -95,16 +141,14 @@ def write_d4rl(path: str | Path, episodes: list[Episode], attrs: dict | None = N
                 "observations", data=observations, chunks=chunks, compression="gzip", compression_opts=4, shuffle=True
             )
         else:
-            f.create_dataset("observations", data=observations.astype(np.float32))
-        actions = np.concatenate([e.actions for e in episodes])
-        f.create_dataset("actions", data=actions if actions.dtype.kind in "iu" else actions.astype(np.float32))
-        f.create_dataset("rewards", data=np.concatenate([e.rewards for e in episodes]).astype(np.float32))
-        f.create_dataset("terminals", data=terminals)
-        f.create_dataset("timeouts", data=timeouts)
+            f.create_dataset("observations", data=observations)
+        for key in D4RL_KEYS[1:]:
+            f.create_dataset(key, data=arrays[key])
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
         f.attrs["episode_returns"] = np.array([e.episode_return for e in episodes])
         f.attrs["episode_lengths"] = lengths
+        f.attrs["sha256"] = arrays_digest(arrays)
     os.replace(tmp, path)
     return path
 
@@ -124,6 +168,12 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
             )
     if n == 0:
         raise ValueError(f"{path}: the dataset holds no steps")
+    _check_step_flags(arrays, path)
+    if "sha256" in attrs and arrays_digest(arrays) != attrs["sha256"]:
+        raise ValueError(
+            f"{path}: the arrays do not match the file's checksum (attribute sha256): the file is corrupt; "
+            "delete it (a cached dataset is collected again) or restore it"
+        )
     terminals = arrays["terminals"].astype(bool).reshape(n)
     ends = np.flatnonzero(terminals | arrays["timeouts"].astype(bool).reshape(n))
     if len(ends) == 0 or ends[-1] != n - 1:
@@ -141,6 +191,14 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
         )
         for s, e in zip(starts, ends)
     ]
+    if "episode_lengths" in attrs:
+        stored = [int(length) for length in np.atleast_1d(attrs["episode_lengths"])]
+        if stored != [len(e) for e in episodes]:
+            raise ValueError(
+                f"{path}: the terminals and timeouts cut {len(episodes)} episodes that do not match the file's "
+                f"attribute episode_lengths ({len(stored)} episodes, {sum(stored)} steps): the file is inconsistent"
+            )
+    _check_finite(episodes, path)
     return EpisodeSet(episodes, attrs)
 
 
@@ -217,4 +275,5 @@ def read_minari(dataset_dir: str | Path) -> EpisodeSet:
                     dataset_dir.name,
                 )
             )
+    _check_finite(episodes, main)
     return EpisodeSet(episodes, attrs)
