@@ -61,6 +61,7 @@ from gato_min.envs import model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
 from gato_min.render import episode_env, render_frame
 from gato_min.sequence import TokenizedEpisodes, build_batch
+from gato_min.settings import check_number
 
 READOUTS = ("token", "mean")  # how a continuous action is read from the model's bin distribution
 
@@ -104,8 +105,11 @@ class GatoAgent:
     ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = the most likely token), got {temperature}")
+        check_number("temperature (0 = the most likely token)", temperature, minimum=0)
+        if target_return is not None:
+            check_number("target_return", target_return)
+        if prompt_tokens is not None:
+            check_number("prompt_tokens", prompt_tokens, minimum=0, integer=True)
         if memory not in ("window", "ring"):
             raise ValueError(f"memory must be 'window' or 'ring', got {memory!r}")
         if readout not in READOUTS:
@@ -280,6 +284,10 @@ class GatoAgent:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if max_steps is not None:
+            check_number("max_steps (steps per episode)", max_steps, minimum=1, integer=True)
+        check_number("record_frames", record_frames, minimum=0, integer=True)
+        check_number("seed", seed, minimum=0, integer=True)
         spec = self.codec.spec
         num_envs = min(num_envs, episodes)
         envs = [(env_fn or episode_env)(self.task, record_frames > 0 and i == 0) for i in range(num_envs)]

@@ -37,6 +37,8 @@ import mujoco
 import numpy as np
 from PIL import Image
 
+from gato_min.observations import flatten_observation, space_values
+
 ATARI_FRAME_SIZE = (80, 80)  # (height, width) of the Atari frames the model sees
 ATARI_NOOP_MAX = 30  # each Atari episode starts with 0..30 unrecorded no-ops (seeded per episode)
 RENDER_SIZE = 192  # side of MuJoCo's offscreen frames, in pixels
@@ -60,6 +62,7 @@ class TaskSpec:
     reference_file: str | None = None  # user tasks: JSON of measured reference returns (None: the shipped one)
     d4rl_random_return: float | None = None  # d4rl/infos.py REF_MIN_SCORE
     d4rl_expert_return: float | None = None  # d4rl/infos.py REF_MAX_SCORE
+    discrete_values: tuple[int, ...] = ()  # observation values that are integers, tokenized as they are (Sec. 2.1)
 
     @property
     def image_observations(self) -> bool:
@@ -94,7 +97,7 @@ class TaskSpec:
         if unknown:
             raise ValueError(f"task spec has unknown keys {unknown}; known keys: {sorted(known)}")
         data = dict(data)
-        for key in ("observation_shape", "tiers", "action_low", "action_high", "frame_size"):
+        for key in ("observation_shape", "tiers", "action_low", "action_high", "frame_size", "discrete_values"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -245,11 +248,12 @@ def register_task(
     env = _gym_make(env_id, **(env_kwargs or {}))
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
+    discrete_values: tuple[int, ...] = ()
     if not isinstance(observation_space, gym.spaces.Box):
-        raise ValueError(
-            f"{env_id}: observation space {observation_space} is not a Box; gato_min tasks see a vector "
-            "of readings or an RGB frame"
-        )
+        count, discrete_values = space_values(observation_space, env_id)
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (count,))  # what the model sees: the flattened values
+    elif observation_space.dtype.kind in "biu" and observation_space.shape[-1:] != (3,):
+        discrete_values = tuple(range(int(np.prod(observation_space.shape))))
     image = (
         observation_space.dtype == np.uint8 and len(observation_space.shape) == 3 and observation_space.shape[2] == 3
     )
@@ -295,6 +299,7 @@ def register_task(
         noop_max=int(noop_max),
         policies=policies,
         reference_file=str(reference_file),
+        discrete_values=discrete_values,
     )
     _USER_TASKS[name] = spec
     return spec
@@ -386,8 +391,8 @@ def preprocess_frame(frame: np.ndarray, size: tuple[int, int] = ATARI_FRAME_SIZE
 
 
 def model_observation(spec: TaskSpec, obs) -> np.ndarray:
-    """What the model sees of a raw environment observation: a float32 vector, or the
-    preprocessed uint8 frame."""
+    """What the model sees of a raw environment observation: a float32 vector (a dict or tuple
+    observation flattened in key order, Sec. 2.1), or the preprocessed uint8 frame."""
     if spec.image_observations:
         return preprocess_frame(obs, spec.frame_size)
-    return np.asarray(obs, dtype=np.float32).reshape(-1)
+    return flatten_observation(obs).astype(np.float32)

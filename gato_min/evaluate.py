@@ -34,6 +34,7 @@ from gato_min.envs import get_task
 from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from gato_min.plotting import PALETTE, label_bars, save_figure, use_style
 from gato_min.runs import load_model, read_data_settings
+from gato_min.settings import check_number
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -174,18 +175,8 @@ def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
 
 
 # the settings that make two reports the same evaluation; a report is only rewritten by one of the same
-_SETTINGS = (
-    "run",
-    "tasks",
-    "episodes",
-    "num_envs",
-    "seed",
-    "temperature",
-    "memory",
-    "prompt_tokens",
-    "max_steps",
-    "readout",
-    "target_return",
+_SETTINGS = tuple(
+    "run tasks episodes num_envs seed temperature memory prompt_tokens max_steps readout target_return".split()
 )
 
 
@@ -274,6 +265,13 @@ def evaluate_run(
     (default: the task's expert reference return); `threads`: torch threads while acting (see
     `GatoAgent.rollout`). `out` defaults to `default_out(...)`, a folder named after the
     settings; a folder holding a report of other settings is refused unless `overwrite`."""
+    given = dict(episodes=episodes, num_envs=num_envs, max_steps=max_steps, seed=seed, gif_steps=gif_steps)
+    for name, value in (given | dict(prompt_tokens=prompt_tokens)).items():  # ints: at least 1, or 0 where 0 means none
+        if value is not None:
+            check_number(name, value, minimum=int(name in ("episodes", "num_envs", "max_steps")), integer=True)
+    check_number("temperature", temperature, minimum=0)
+    if target_return is not None:
+        check_number("target_return", target_return)
     run_dir = Path(run_dir)
     settings = read_data_settings(run_dir)
     all_tasks = [task for task in settings.tasks if task != TEXT_TASK]

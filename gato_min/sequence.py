@@ -34,6 +34,7 @@ import torch
 
 from gato_min.batch import Batch
 from gato_min.envs import TaskSpec
+from gato_min.observations import flatten_observations, stack_observations
 from gato_min.positions import patch_intervals
 from gato_min.tokenize import Tokenizer, cut_patches, patch_grid
 
@@ -50,12 +51,19 @@ class TimestepLayout:
     separator): every "timestep" is one piece of text."""
 
     image_shape: tuple[int, int, int] | None  # (H, W, C) of the frame, or None
-    num_values: int  # observation values (continuous, mu-law companded)
+    num_values: int  # observation values: continuous (mu-law companded, binned) unless listed below
     action_dim: int  # action tokens
     discrete_actions: bool
     patch_size: int = 16
     text_tokens: int = 0  # text ids at the start of the timestep
     return_tokens: int = 0  # 1: a return-to-go value token before the observation (return conditioning)
+    discrete_values: tuple[int, ...] = ()  # which observation values are integers, tokenized as they are
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= column < self.num_values for column in self.discrete_values):
+            raise ValueError(
+                f"discrete_values {self.discrete_values} must index the {self.num_values} observation values"
+            )
 
     @classmethod
     def for_task(cls, spec: TaskSpec, patch_size: int = 16, returns: bool = False) -> TimestepLayout:
@@ -69,6 +77,7 @@ class TimestepLayout:
             spec.discrete_actions,
             patch_size,
             return_tokens=int(returns),
+            discrete_values=tuple(spec.discrete_values),
         )
 
     @classmethod
@@ -102,11 +111,13 @@ class TimestepLayout:
         return self.tokens_per_timestep - self.action_dim
 
     def kinds(self) -> np.ndarray:
+        values = np.full(self.num_values, CONTINUOUS)
+        values[list(self.discrete_values)] = DISCRETE
         return np.array(
             [TEXT] * self.text_tokens
             + [CONTINUOUS] * self.return_tokens
             + [IMAGE] * self.num_patches
-            + [CONTINUOUS] * self.num_values
+            + values.tolist()
             + [SEPARATOR] * int(self.has_separator)
             + [ACTION] * self.action_dim,
             dtype=np.int64,
@@ -169,17 +180,25 @@ def encode_timesteps(
     text_ids=None,
     returns_to_go=None,
 ) -> Timesteps:
-    """The tokens of N timesteps: observations (N, *shape) as readings or uint8 frames, actions
+    """The tokens of N timesteps: observations (N, *shape) as readings or uint8 frames (or nested
+    dicts of readings, flattened in key order; the layout's discrete columns as integers), actions
     (N, ...) in the environment's units (scaled to [-1, 1] with `spec`'s range) or None (zeros:
     a timestep whose action is not known yet), text ids (N, text_tokens) for text, returns-to-go
     (N,) for a layout with a return token (divided by `return_scale`, then companded and binned
     like any observation value)."""
+    if isinstance(observations, (dict, tuple)):
+        observations = flatten_observations(observations)[0]
     count = len(observations) if observations is not None else len(text_ids)
     patches, values = None, np.zeros((count, 0), np.int32)
     if layout.image_shape is not None:
         patches = cut_patches(observations, layout.patch_size)  # uint8; the model scales them
     elif layout.num_values:
-        values = tokenizer.encode_continuous(observations).reshape(count, -1).astype(np.int32)
+        readings = np.asarray(observations).reshape(count, -1)
+        if readings.shape[1] != layout.num_values:
+            raise ValueError(
+                f"observations hold {readings.shape[1]} values per timestep; the layout has {layout.num_values}"
+            )
+        values = tokenizer.encode_observation_values(readings, layout.discrete_values)
     action_ids = (
         np.zeros((count, layout.action_dim), np.int32)
         if actions is None
@@ -292,12 +311,14 @@ class TokenizedEpisodes:
         if not episodes:
             raise ValueError(f"{label}: no episodes to lay out")
         self.name = name
+        observations, discrete_values = stack_observations([e.observations for e in episodes], label)
+        first_observations = observations[0]
         first = episodes[0]
-        for index, episode in enumerate(episodes):  # (an Episode cannot be empty: it checks itself)
-            if episode.observations.shape[1:] != first.observations.shape[1:]:
+        for index, (episode, episode_observations) in enumerate(zip(episodes, observations)):
+            if episode_observations.shape[1:] != first_observations.shape[1:]:
                 raise ValueError(
                     f"{label}: episode {index} has observations of shape "
-                    f"{episode.observations.shape[1:]}, episode 0 has {first.observations.shape[1:]}; "
+                    f"{episode_observations.shape[1:]}, episode 0 has {first_observations.shape[1:]}; "
                     "all timesteps of a task must have the same observation size"
                 )
             if episode.actions.shape[1:] != first.actions.shape[1:]:
@@ -308,16 +329,23 @@ class TokenizedEpisodes:
         config = tokenizer.config
         if task is not None:
             self.layout = TimestepLayout.for_task(task, config.patch_size, config.return_conditioning)
+            if not self.layout.image_shape and set(discrete_values) - set(self.layout.discrete_values):
+                raise ValueError(
+                    f"{label}: observation values {sorted(set(discrete_values) - set(self.layout.discrete_values))} "
+                    f"are integers, but task {task.name!r} declares them continuous (TaskSpec.discrete_values "
+                    f"{task.discrete_values}); register the task from an environment whose space says so"
+                )
         else:
-            frames = first.observations.dtype == np.uint8 and first.observations.ndim == 4
+            frames = first_observations.dtype == np.uint8 and first_observations.ndim == 4
             discrete = first.actions.dtype.kind in "iu"
             self.layout = TimestepLayout(
-                first.observations.shape[1:] if frames else None,
-                0 if frames else int(np.prod(first.observations.shape[1:])),
+                first_observations.shape[1:] if frames else None,
+                0 if frames else int(np.prod(first_observations.shape[1:])),
                 1 if discrete else int(np.prod(first.actions.shape[1:])),
                 discrete,
                 config.patch_size,
                 return_tokens=int(config.return_conditioning),
+                discrete_values=() if frames else discrete_values,
             )
         if self.layout.num_observation_tokens > config.max_local_positions:
             raise ValueError(
@@ -330,7 +358,7 @@ class TokenizedEpisodes:
         self.timesteps = encode_timesteps(
             self.layout,
             tokenizer,
-            np.concatenate([e.observations for e in episodes]),
+            np.concatenate(observations),
             np.concatenate([e.actions for e in episodes]),
             task,
             returns_to_go=np.concatenate([returns_to_go(e.rewards) for e in episodes]),

@@ -14,6 +14,8 @@ import math
 import types
 import typing
 
+import numpy as np
+
 
 def setting(default, help: str, choices: tuple | None = None):
     """A dataclass field with its help text and allowed values (shown by the command line)."""
@@ -42,6 +44,21 @@ def check_finite(settings) -> None:
         value = getattr(settings, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{type(settings).__name__}.{f.name} must be a finite number, got {value!r}")
+
+
+def check_number(
+    name: str, value, *, minimum: float | None = None, above: float | None = None, integer: bool = False
+) -> None:
+    """Refuse anything but a finite number (an int when `integer`) that is >= `minimum` and >
+    `above`, naming the argument. Booleans are not numbers here."""
+    kind = "an int" if integer else "a number"
+    allowed = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, allowed) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {kind} >= {minimum}, got {value!r}")
+    if above is not None and value <= above:
+        raise ValueError(f"{name} must be {kind} > {above}, got {value!r}")
 
 
 def _element_type(annotation):

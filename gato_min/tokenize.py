@@ -335,6 +335,23 @@ class Tokenizer:
         """Continuous observation values: mu-law companded, then binned."""
         return tokenize_continuous(values, self.vocab, compand=True, mu=self.config.mu, m=self.config.mu_law_m)
 
+    def encode_observation_values(self, readings, discrete_columns=()) -> np.ndarray:
+        """(N, D) observation values -> (N, D) ids: the `discrete_columns` as integers (Sec. 2.1:
+        not shifted), the rest companded and binned."""
+        readings = np.asarray(readings)
+        count, width = readings.shape
+        discrete = list(discrete_columns)
+        continuous = np.setdiff1d(np.arange(width), discrete)
+        ids = np.zeros((count, width), np.int32)
+        if len(continuous):
+            ids[:, continuous] = self.encode_continuous(readings[:, continuous]).reshape(count, -1)
+        if discrete:
+            integers = readings[:, discrete]
+            if integers.dtype.kind == "f" and not np.array_equal(integers, np.round(integers)):
+                raise ValueError(f"observation values {discrete} are discrete (integers); got fractional values")
+            ids[:, discrete] = self.encode_discrete(integers.astype(np.int64)).reshape(count, -1)
+        return ids
+
     def decode_continuous(self, ids) -> np.ndarray:
         return detokenize_continuous(ids, self.vocab, compand=True, mu=self.config.mu, m=self.config.mu_law_m)
 

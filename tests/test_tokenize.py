@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gato_min.config import GatoConfig
-from gato_min.data.episodes import flatten_nested
+from gato_min.observations import flatten_nested
 from gato_min.tokenize import (
     Tokenizer,
     VocabLayout,

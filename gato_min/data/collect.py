@@ -50,6 +50,7 @@ from gato_min.data.formats import read_d4rl, write_d4rl
 from gato_min.data.policies import load_policy
 from gato_min.distributed import torch_threads
 from gato_min.envs import check_tier, get_task, make_env, model_observation, start_episode
+from gato_min.settings import check_number
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "assets" / "policies"
 ATARI_TIER_EPSILON = {"expert": 0.0, "medium": 0.1, "noisy": 0.3}  # chance of a uniformly random button
@@ -220,8 +221,7 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
         raise ValueError(
             "record='intended' keeps the expert's torque apart from the noise it played; it needs action_noise > 0"
         )
-    if not (isinstance(action_noise, (int, float)) and action_noise >= 0):
-        raise ValueError(f"action_noise must be a number >= 0, got {action_noise!r}")
+    check_number("action_noise", action_noise, minimum=0)
     if action_noise and (tier == "random" or spec.discrete_actions):
         raise ValueError(
             f"action_noise applies to the policies of continuous-action tasks only, not to {task}/{tier}"

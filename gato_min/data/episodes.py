@@ -14,20 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def flatten_nested(tree, name: str = "observation") -> list[tuple[str, np.ndarray]]:
-    """Nested dicts of arrays -> [(key path, array)], keys in lexicographic order (Sec. 2.1).
-
-    Each array is later flattened row-major by the tokenizer. Keys must be strings.
-    """
-    if isinstance(tree, dict):
-        flat: list[tuple[str, np.ndarray]] = []
-        for key in sorted(tree):
-            if not isinstance(key, str):
-                raise TypeError(f"{name} keys must be strings, got {key!r} ({type(key).__name__})")
-            flat.extend(flatten_nested(tree[key], f"{name}/{key}"))
-        return flat
-    return [(name, np.asarray(tree))]
+from gato_min.observations import flatten_nested
 
 
 @dataclass

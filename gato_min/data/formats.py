@@ -30,8 +30,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gato_min.data.episodes import Episode, EpisodeSet, flatten_nested
+from gato_min.data.episodes import Episode, EpisodeSet
 from gato_min.files import temporary_path
+from gato_min.observations import flatten_nested
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 MINARI_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
