@@ -5,6 +5,7 @@ Minari file, naming the task by its env id."""
 
 import json
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -12,15 +13,18 @@ import pytest
 from gato_min.codec import TaskCodec
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
-from gato_min.data.formats import write_d4rl
+from gato_min.data.formats import read_minari, write_d4rl
 from gato_min.data.reference import REFERENCE_FILE, measure, normalized_score, update_reference_file
 from gato_min.data.training_set import DataSettings, task_episodes
-from gato_min.envs import get_task, load_task_file, register_task, unregister_task
+from gato_min.envs import get_task, load_task_file, model_observation, register_task, unregister_task
 from gato_min.evaluate import evaluate_run
 from gato_min.launch import train_processes
 from gato_min.optim import TrainSettings
 from gato_min.runs import RunFolder
+from gato_min.sequence import CONTINUOUS, DISCRETE, TokenizedEpisodes
+from gato_min.tokenize import Tokenizer
 from gato_min.tools.cli import main
+from gato_min.train import train
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 SETTINGS = TrainSettings(
@@ -251,3 +255,68 @@ def test_training_on_your_own_d4rl_or_minari_file_by_env_id(pendulum, tmp_path):
     unregister_task("InvertedPendulum-v5")
     with pytest.raises(ValueError, match="has observations of shape \\(4,\\); task 'hopper'"):
         task_episodes("hopper", DataSettings(tasks=("hopper",), datasets=(str(d4rl),), min_return_fraction=0.0))
+
+
+class _DictPendulum(gym.ObservationWrapper):
+    """InvertedPendulum with a dict observation: cart and pole readings, and which side the pole leans to."""
+
+    def __init__(self):
+        super().__init__(gym.make("InvertedPendulum-v5"))
+        box = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+        self.observation_space = gym.spaces.Dict({"pole": box, "cart": box, "side": gym.spaces.Discrete(2)})
+
+    def observation(self, obs):
+        return {"pole": obs[[1, 3]], "cart": obs[[0, 2]], "side": int(obs[1] > 0)}
+
+
+def balance_flat(observation):
+    """`balance` on the flattened dict: [cart x, cart x', pole angle, pole angle', side] (keys in order)."""
+    return balance(np.asarray(observation)[[0, 2, 1, 3]])
+
+
+def test_a_dict_observation_env_goes_one_road_through_collection_training_and_acting(tmp_path, monkeypatch):
+    """Sec. 2.1: nested observations are flattened in key order; an integer value is a discrete token."""
+    monkeypatch.setenv("GATO_MIN_CACHE", str(tmp_path / "cache"))
+    if "DictPendulum-v0" not in gym.registry:
+        gym.register("DictPendulum-v0", entry_point=_DictPendulum, max_episode_steps=1000)
+    spec = register_task("dictpend", "DictPendulum-v0", policies={"expert": balance_flat})
+    try:
+        assert spec.observation_shape == (5,) and spec.discrete_values == (4,)
+        raw = {"side": 1, "pole": np.array([0.1, 0.2]), "cart": np.array([0.3, 0.4])}
+        assert model_observation(spec, raw).tolist() == pytest.approx([0.3, 0.4, 0.1, 0.2, 1.0])
+        codec = TaskCodec("dictpend", CONFIG)
+        assert codec.layout.kinds()[:5].tolist() == [CONTINUOUS] * 4 + [DISCRETE]
+        acting = codec.timesteps(model_observation(spec, raw)[None]).value_ids[0]
+        assert acting[4] == 1  # the paper's discrete value: the integer itself, not a bin
+        episodes = collect("dictpend", "expert", 4, seed=0, progress=False, max_episode_steps=30)
+        assert np.mean([e.episode_return for e in episodes]) == 30  # the flattened order is the one the policy reads
+        data = TokenizedEpisodes(episodes, codec.tokenizer, task=spec)
+        sides = np.concatenate([e.observations[:, 4] for e in episodes])
+        assert np.array_equal(data.timesteps.value_ids[:, 4], sides.astype(np.int32)) and set(sides) == {0.0, 1.0}
+        settings = DataSettings(tasks=("dictpend",), episodes=4, min_return_fraction=0.0, heldout_fraction=0.25)
+        train(CONFIG, settings, SETTINGS, tmp_path / "run", progress=False, threads=1)
+        update_reference_file(measure(["dictpend"], episodes=2, num_envs=2, progress=False))
+        report = evaluate_run(tmp_path / "run", episodes=1, num_envs=1, gif_steps=0, max_steps=5, progress=False)
+        assert report["tasks"][0]["lengths"] == [5]
+    finally:
+        unregister_task("dictpend")
+
+
+def test_a_minari_dict_file_with_an_integer_leaf_trains_by_env_id(tmp_path):
+    data = tmp_path / "m" / "data"
+    data.mkdir(parents=True)
+    with h5py.File(data / "main_data.hdf5", "w") as f:
+        for index in range(3):
+            g = f.create_group(f"episode_{index}")
+            o = g.create_group("observations")
+            o.create_dataset("velocity", data=np.linspace(-1, 1, 12).reshape(6, 2))
+            o.create_dataset("gear", data=np.arange(6, dtype=np.int64)[:, None] % 3)
+            g.create_dataset("actions", data=np.zeros((5, 1), np.float32))
+            g.create_dataset("rewards", data=np.ones(5))
+            g.create_dataset("terminations", data=np.arange(5) == 4)
+            g.create_dataset("truncations", data=np.zeros(5, bool))
+    episodes = read_minari(tmp_path / "m")
+    tokenized = TokenizedEpisodes(episodes, Tokenizer(CONFIG))
+    assert tokenized.layout.num_values == 3 and tokenized.layout.discrete_values == (0,)  # "gear" < "velocity"
+    assert tokenized.timesteps.value_ids[:5, 0].tolist() == [0, 1, 2, 0, 1]
+    assert tokenized.layout.kinds()[:3].tolist() == [DISCRETE, CONTINUOUS, CONTINUOUS]

@@ -24,6 +24,7 @@ from gato_min.data.episodes import EpisodeSet, filter_by_return
 from gato_min.data.formats import read_d4rl, read_minari
 from gato_min.data.reference import reference_returns
 from gato_min.envs import check_tier, get_task
+from gato_min.observations import flatten_observations
 from gato_min.settings import check_finite, setting
 
 TEXT_TASK = "text"  # the pseudo-task of the shipped prose corpus (text tokens only)
@@ -110,6 +111,9 @@ def task_episodes(task: str, settings: DataSettings, cache=None, progress: bool 
     dataset = settings.dataset_of(task)
     if dataset is not None:
         data = read_dataset(dataset)
+        for episode in data:  # a dict observation (a Minari dict space): its values in key order (Sec. 2.1)
+            if not isinstance(episode.observations, np.ndarray):
+                episode.observations = flatten_observations(episode.observations, f"dataset {dataset}")[0]
         shape = data[0].observations.shape[1:] if len(data) else None
         if shape is not None and int(np.prod(shape)) != int(np.prod(spec.observation_shape)):
             raise ValueError(
