@@ -8,19 +8,28 @@ helper here does nothing, so the training loop reads the same either way.
 from __future__ import annotations
 
 import os
-import socket
+import shutil
+import tempfile
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 
+INIT_METHOD = "GATO_MIN_INIT_METHOD"  # the file:// rendezvous of workers started by gato_min itself
+
 
 def join() -> tuple[int, int, int]:
-    """(rank, world size, local rank); joins the process group when torchrun started us."""
+    """(rank, world size, local rank); joins the process group when torchrun (its environment
+    variables) or `gato_min.launch` (a file rendezvous, `INIT_METHOD`) started us."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            if os.environ.get(INIT_METHOD):
+                rank = int(os.environ["RANK"])
+                dist.init_process_group(backend, init_method=os.environ[INIT_METHOD], rank=rank, world_size=world)
+            else:
+                dist.init_process_group(backend)
         return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
     return 0, 1, 0
 
@@ -93,8 +102,13 @@ def torch_threads(count: int | None):
         torch.set_num_threads(before)
 
 
-def free_port() -> int:
-    """A TCP port of this machine that nothing listens on now, for local workers' rendezvous."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@contextmanager
+def local_rendezvous():
+    """The init method for workers this process starts: a file in a new temporary folder. Two
+    launches never share it, unlike a free TCP port picked here, which another program can take
+    between the pick and rank 0's bind (EADDRINUSE on a busy machine). Removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="gato_min-rendezvous-")
+    try:
+        yield f"file://{folder}/store"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -61,12 +61,13 @@ def train_processes(
         prepare(data, cache, progress)
         specs = [spec.to_dict() for spec in user_tasks()]
         try:
-            mp.start_processes(
-                _worker,
-                args=(processes, distributed.free_port(), specs, run, options, os.getpid()),
-                nprocs=processes,
-                start_method="spawn",
-            )
+            with distributed.local_rendezvous() as rendezvous:
+                mp.start_processes(
+                    _worker,
+                    args=(processes, rendezvous, specs, run, options, os.getpid()),
+                    nprocs=processes,
+                    start_method="spawn",
+                )
         except mp.ProcessRaisedException as error:  # a worker's own error, e.g. a run folder that holds another run
             kind, _, message = str(error).strip().splitlines()[-1].partition(": ")
             known = {"ValueError": ValueError, "KeyError": KeyError, "FileNotFoundError": FileNotFoundError}
@@ -88,13 +89,13 @@ def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _worker(rank: int, world: int, port: int, specs: list[dict], run: tuple, options: dict, parent: int) -> None:
+def _worker(rank: int, world: int, rendezvous: str, specs: list[dict], run: tuple, options: dict, parent: int) -> None:
     """One process of `train_processes`: joins the group as torchrun would have it, registers the
     user's tasks, trains `run` (config, data, settings, out) with `options`, leaves; it ends with
     the process that started it."""
     _exit_with_parent(parent)
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+        {distributed.INIT_METHOD: rendezvous, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
     )
     for spec in specs:
         add_task(TaskSpec.from_dict(spec))

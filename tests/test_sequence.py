@@ -62,15 +62,6 @@ def test_patch_block_output_shape_and_parameter_count():
     ]
 
 
-def test_patch_block_is_pre_activation_with_identity_shortcut():
-    block = PatchResNetBlock(3, 16, 4, 16, 8)
-    for conv in (block.conv1, block.conv2):  # zero residual branch: output = proj(stem(x))
-        torch.nn.init.zeros_(conv.weight)
-        torch.nn.init.zeros_(conv.bias)
-    patches = torch.randn(2, 3, 16, 16)
-    torch.testing.assert_close(block(patches), block.proj(block.stem(patches).flatten(1)))
-
-
 def test_patch_block_scales_uint8_like_the_tokenizer():
     block = PatchResNetBlock(3, 16, 4, 16, 8)
     pixels = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
@@ -177,7 +168,7 @@ def test_prompt_fractions_over_ten_thousand_sequences():
     assert abs(from_end[prompted].mean() - 0.5) <= 0.03
 
 
-def test_prompts_come_from_another_episode_end_or_uniform():
+def test_prompts_are_contiguous_steps_of_another_episode():
     data = TokenizedEpisodes(mujoco_episodes(), TOKENIZER)
     sampler = SequenceSampler(data, CONFIG.replace(context_length=8 * 20, prompt_fraction=1.0), seed=3)
     steps, valid, prompted, from_end = sampler.sample_windows(500)
@@ -192,6 +183,7 @@ def test_prompts_come_from_another_episode_end_or_uniform():
         assert np.all(np.diff(prompt_t) == 1)
         if from_end[row]:
             assert prompt_t[-1] == data.lengths[prompt_episode] - 1
+    # (where a uniform prompt starts: tests/test_paper_defaults.py)
 
 
 def test_sampling_leaves_the_dataset_unchanged():

@@ -119,7 +119,8 @@ def test_sec_2_1_text_ids_below_text_vocab_size():
     assert tokenizer.decode_text(ids) == "Gato plays Atari, controls bodies and chats: ünïcode 漢字 too."
 
 
-def test_sec_2_1_timestep_is_observation_separator_action():
+def test_the_tokenize_demo_shows_a_timestep_as_observation_separator_action():
+    """The demo helper of chapter 01 (the training path: tests/test_paper_defaults.py)."""
     tokenizer = Tokenizer(SMALL)
     step = Timestep("halfcheetah", np.array([0.1, -2.0, 30.0]), np.array([0.5, -0.5]))
     ids, kinds = timestep_tokens(step, tokenizer)

@@ -34,6 +34,15 @@ CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 DATA = dict(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25)
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, the caller's count given back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """A cache root shared by the tests of this module, with the data collected once."""
@@ -153,8 +162,7 @@ def test_run_folder_refuses_foreign_or_different_runs(tmp_path):
     assert json.loads(run.settings.read_text())["steps"] == 50
 
 
-def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache):
-    torch.set_num_threads(1)
+def test_training_lowers_the_loss_and_writes_a_loadable_run(tmp_path, cache, one_thread):
     result = train(CONFIG, _data(), _settings(steps=30, lr=3e-3), tmp_path / "run", cache=cache, progress=False)
     rows = RunFolder(tmp_path / "run").rows()
     assert [r["step"] for r in rows] == list(range(2, 31, 2))
@@ -203,14 +211,17 @@ def test_run_killed_with_sigkill_resumes_with_the_same_losses(tmp_path, cache):
     straight = RunFolder(tmp_path / "straight").rows()
 
     killed = RunFolder(tmp_path / "killed")
+    log = tmp_path / "killed.log"
     process = subprocess.Popen(
-        _cli(killed.path, cache, steps), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cli(killed.path, cache, steps), env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT
     )
     deadline = time.time() + 300
-    while time.time() < deadline:  # wait until a checkpoint exists and more steps were logged after it
+    while True:  # wait until a checkpoint exists and more steps were logged after it
         rows = killed.rows() if killed.metrics.exists() else []
         if killed.checkpoint.exists() and rows and rows[-1]["step"] >= 13:
             break
+        assert process.poll() is None, f"the run ended (code {process.returncode}) before the kill:\n{log.read_text()}"
+        assert time.time() < deadline, f"no checkpoint and step 13 within 300 s:\n{log.read_text()}"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -27,7 +27,6 @@ pass over the whole context, and the env-steps/s of batched rollouts.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -41,7 +40,7 @@ from gato_min.agent import GatoAgent
 from gato_min.batch import concat_batches
 from gato_min.codec import TaskCodec
 from gato_min.data.collect import collect
-from gato_min.distributed import free_port
+from gato_min.distributed import local_rendezvous
 from gato_min.envs import get_task
 from gato_min.model import GatoModel, KVCache, LossModule
 from gato_min.sampling import SequenceSampler
@@ -320,9 +319,13 @@ def bench_processes(
         seconds["threads"] += time.perf_counter() - start
 
         queue = context.SimpleQueue()
-        mp.start_processes(
-            _timed_worker, args=(processes, free_port(), config, shards, queue), nprocs=processes, start_method="spawn"
-        )
+        with local_rendezvous() as rendezvous:
+            mp.start_processes(
+                _timed_worker,
+                args=(processes, rendezvous, config, shards, queue),
+                nprocs=processes,
+                start_method="spawn",
+            )
         seconds["processes"] += queue.get()
     torch.set_num_threads(threads_before)
     rows = {
@@ -344,12 +347,11 @@ def _loss_step(model, optimizer, batch) -> None:
     optimizer.step()
 
 
-def _timed_worker(rank: int, world: int, port: int, config, shards, queue) -> None:
+def _timed_worker(rank: int, world: int, rendezvous: str, config, shards, queue) -> None:
     """One worker of `bench_processes`: its share of every batch, one thread, DDP over gloo;
     rank 0 reports the seconds of the timed steps."""
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)
