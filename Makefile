@@ -4,6 +4,7 @@
 # make chapters   re-execute and clean every chapter, regenerate media/
 # make text-model retrain the shipped SentencePiece model from its committed corpus
 # make experts    train (or resume, from the cache or experts/<task>) the MuJoCo TD3 experts
+# make mutation   mutation testing (mutmut) of the five core modules against their fast tests; not part of make test
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NBVAL := --nbval  # exactly the command a reader types: its settings live in pyproject.toml and chapters/conftest.py
 
-.PHONY: test lint unit nbval demo chapters text-model experts clean
+.PHONY: test lint unit nbval demo chapters text-model experts mutation clean
 
 $(STAMP): environment.yml pyproject.toml tools/pins.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +49,12 @@ experts: $(STAMP)
 	for task in halfcheetah hopper walker2d; do \
 	  $(PY) -m gato_min train-expert --task $$task --resume-from experts/$$task && \
 	  $(PY) -m gato_min save-expert-state --task $$task; done
+
+mutation: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q mutmut==3.8.1
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(PY) tools/mutation_score.py
 
 clean:
 	rm -rf runs/ .pytest_cache .hypothesis

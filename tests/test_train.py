@@ -428,3 +428,13 @@ def test_a_run_from_before_data_json_is_read_and_resumed(tmp_path):
     assert run.claim(CONFIG, _data(), _settings()) is False
     assert read_data_settings(run.path) == _data() and "tasks" not in json.loads(run.settings.read_text())
     assert json.loads(run.settings.read_text()) == json.loads(json.dumps(dataclasses.asdict(_settings())))
+
+
+def test_local_workers_meet_at_a_fresh_file_that_is_removed_afterwards():
+    from gato_min.distributed import local_rendezvous
+
+    with local_rendezvous() as first, local_rendezvous() as second:
+        assert first.startswith("file://") and first != second
+        folders = [Path(url.removeprefix("file://")).parent for url in (first, second)]
+        assert all(folder.is_dir() and not any(folder.iterdir()) for folder in folders)
+    assert not any(folder.exists() for folder in folders)
