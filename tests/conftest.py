@@ -4,6 +4,11 @@ import os
 
 import pytest
 import torch
+from hypothesis import Phase, settings
+
+# `make mutation` runs the property tests with this profile: a failing example is enough to kill
+# a mutant, so there is no shrinking (which can outlast mutmut's time limit)
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], deadline=None)
 
 
 @pytest.fixture(autouse=True)
