@@ -89,8 +89,6 @@ def _as_int_array(values, name: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-# --------------------------------------------------------------------------- nested observations
-
 # --------------------------------------------------------------------------- continuous values
 
 

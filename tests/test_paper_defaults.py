@@ -5,6 +5,8 @@ Each test fails when its default changes, checked through the code path that use
 makes), not only the dataclass field. Sections: Gato (Reed et al., 2022).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -16,10 +18,18 @@ from gato_min.data.training_set import DataSettings
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.model import GatoModel
 from gato_min.optim import TrainSettings, learning_rate, make_optimizer
-from gato_min.positions import patch_intervals
+from gato_min.positions import patch_intervals, sample_positions
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import ACTION, CONTINUOUS, SEPARATOR, TokenizedEpisodes
-from gato_min.tokenize import Tokenizer, mu_law_encode, normalize_pixels
+from gato_min.tokenize import (
+    Tokenizer,
+    bin_centers,
+    bin_edges,
+    discretize,
+    mu_law_decode,
+    mu_law_encode,
+    normalize_pixels,
+)
 
 PAPER = GatoConfig()  # the dataclass defaults are the paper's settings
 SMALL = GatoConfig.from_preset("cpu-tiny")
@@ -44,10 +54,38 @@ def test_mu_law_uses_mu_100_and_m_256_and_1024_bins():
     assert ids.tolist() == [32000, 32000 + 512, 32000 + 1023]
 
 
+def test_1024_uniform_bins_tile_minus_one_one_and_discretize_agrees():
+    edges = bin_edges(1024)
+    assert len(edges) == 1025 and (edges[0], edges[-1]) == (-1.0, 1.0)
+    np.testing.assert_allclose(np.diff(edges), 2 / 1024)
+    middles = (edges[:-1] + edges[1:]) / 2
+    np.testing.assert_allclose(bin_centers(1024), middles)
+    assert discretize(middles).tolist() == discretize(edges[:-1]).tolist() == list(range(1024))
+    assert discretize(np.array([-7.0, -1.0, 1.0, 1.5, 7.0])).tolist() == [0, 0, 1023, 1023, 1023]  # clipped
+
+
+def test_mu_law_saturates_quietly_and_names_a_bad_argument():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # |x| mu beyond the float range must not warn: it is the end bin
+        assert Tokenizer(PAPER).encode_continuous(np.array([1e308, -1e308])).tolist() == [33023, 32000]
+    with pytest.raises(TypeError, match="^x must hold real numbers"):
+        mu_law_encode(np.array(["a"]))
+    with pytest.raises(TypeError, match="^y must hold real numbers"):
+        mu_law_decode(np.array(["a"]))
+    with pytest.raises(ValueError, match="^y must be finite"):
+        discretize(np.array([np.nan]))
+
+
 def test_pixels_scale_to_minus_one_one_over_sqrt_patch_size():
     assert PAPER.patch_size == 16
     pixels = torch.tensor([0, 255], dtype=torch.uint8)
     torch.testing.assert_close(normalize_pixels(pixels, PAPER.patch_size), torch.tensor([-0.25, 0.25]))
+    scaled = normalize_pixels(np.array([0, 255], np.uint8))
+    assert scaled.dtype == np.float32 and scaled.tolist() == [-0.25, 0.25]
+    with pytest.raises(TypeError, match="^image must be uint8 pixels"):
+        normalize_pixels(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="^pixels must be uint8"):
+        normalize_pixels(torch.zeros(3))
 
 
 # ---------------------------------------------------------------- embedding (Sec. 2.2, App. C.2)
@@ -87,6 +125,33 @@ def test_patch_positions_quantize_to_128_bins_and_local_positions_index_512_rows
     assert [t.num_embeddings for t in local] == [512]
     rows, _ = patch_intervals(5, 5)  # a 5 x 5 grid: row i covers [i/5, (i+1)/5) of the 128 bins
     assert rows[::5, 0].tolist() == [0, 25, 51, 76, 102] and rows[-1, 1] == 128
+
+
+@pytest.mark.parametrize("n", [1, 5, 100, 128])
+def test_patch_intervals_tile_the_128_bins_without_gaps_or_overlaps(n):
+    rows, cols = patch_intervals(n, n)
+    assert rows.dtype == np.int64 and rows.shape == cols.shape == (n * n, 2)
+    per_row = rows[::n]  # one interval per grid row
+    assert per_row[0, 0] == 0 and per_row[-1, 1] == 128 and np.array_equal(per_row[1:, 0], per_row[:-1, 1])
+    assert np.all(per_row[:, 1] > per_row[:, 0]) and np.array_equal(cols[:n], per_row)
+
+
+def test_patch_intervals_refuse_empty_grids_and_grids_finer_than_the_bins():
+    for rows, cols in ((0, 5), (5, 0)):
+        with pytest.raises(ValueError, match="^a patch grid needs at least one row and column"):
+            patch_intervals(rows, cols)
+    for rows, cols in ((129, 5), (5, 129)):
+        with pytest.raises(ValueError, match="more rows or columns than position bins"):
+            patch_intervals(rows, cols)
+
+
+def test_training_positions_come_from_the_given_generator_and_evaluation_takes_the_mean():
+    ranges = torch.tensor([[0, 26], [26, 51], [51, 77]]).repeat(40, 1)
+    first = sample_positions(ranges, True, torch.Generator().manual_seed(5))
+    torch.manual_seed(123)  # the global generator must not matter
+    assert torch.equal(first, sample_positions(ranges, True, torch.Generator().manual_seed(5)))
+    assert torch.all((first >= ranges[:, 0]) & (first < ranges[:, 1])) and len(set(first[::3].tolist())) > 5
+    assert sample_positions(ranges[:3], False).tolist() == [12, 38, 64]  # round((low + high - 1) / 2)
 
 
 def test_action_tokens_get_no_local_position_by_default():
