@@ -92,9 +92,10 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         if self.config.exists():
             legacy = not self.data.exists()  # a run from before data.json: its two halves are written apart
+            stored_steps = read_settings(self.path).steps  # (read before data.json exists, for a legacy run)
             if legacy:
                 atomic_write_json(self.data, to_dict(data))
-            if settings.steps != read_settings(self.path).steps or legacy:
+            if settings.steps != stored_steps or legacy:
                 atomic_write_json(self.settings, to_dict(settings))
             return
         user = [get_task(t).to_dict() for t in data.tasks if t != TEXT_TASK and get_task(t).family == "user"]

@@ -24,8 +24,10 @@ def no_leaked_global_state():
     if os.getcwd() != cwd:
         leaked.append(f"working directory {cwd} -> {os.getcwd()}")
         os.chdir(cwd)
-    # pytest's own variable, and torch's compiler cache folder (set by torch itself on first use)
-    keys = (set(environ) | set(os.environ)) - {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+    # pytest's own variable; what torch (its compiler cache) and the package itself (MuJoCo's offscreen
+    # renderer, gato_min.envs, chosen once per process before MuJoCo loads) set on first use, on purpose
+    ignored = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "MUJOCO_GL", "PYOPENGL_PLATFORM"}
+    keys = (set(environ) | set(os.environ)) - ignored
     changed = sorted(k for k in keys if environ.get(k) != os.environ.get(k))
     if changed:
         leaked.append(f"environment variables {changed}")
