@@ -115,7 +115,7 @@ def _truncate(name):
         (run / name).write_bytes(data[: len(data) // 2])
         if name == "model.safetensors":
             return load_model(run)
-        train(CONFIG, DATA, SETTINGS.__class__(**(vars(SETTINGS) | {"steps": 4})), run, cache=cache, progress=False)
+        train(CONFIG, DATA, TrainSettings(**(vars(SETTINGS) | {"steps": 4})), run, cache=cache, progress=False)
 
     return row
 
