@@ -11,9 +11,9 @@ from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_fil
 from gato_min.data.policies import load_policy
 from gato_min.data.reference import normalized_score
 from gato_min.evaluate import mean_ci
-from gato_min.tools.demo import DEMO_CONFIG, STORED_RECIPE, demo_settings, run_demo
+from gato_min.tools.demo import DEMO_CONFIG, STORED_RECIPE, demo_config, demo_settings, run_demo
 
-TINY = GatoConfig.from_preset("cpu-tiny", context_length=96, action_positions="local", value_init="smooth")
+TINY = GatoConfig.from_preset("cpu-tiny", context_length=24, action_positions="local", value_init="smooth")
 
 
 def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
@@ -30,29 +30,44 @@ def test_the_demo_collects_trains_evaluates_and_resumes(tmp_path, capsys):
     )
     result = run_demo(tmp_path / "demo", **kwargs)
     printed = capsys.readouterr().out
-    for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "with a prompt", "no prompt", "total"):
+    for text in ("[1/3] collect", "[2/3] train", "[3/3] evaluate", "no prompt", "total", "where this stands"):
         assert text in printed
     stored = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert stored == json.loads(json.dumps(result))
     assert set(result["times"]) == {"collect_s", "train_s", "evaluate_s", "total_s"}
-    assert set(result["scores"]) == {"with a prompt", "no prompt"} and result["heldout_loss"] > 0
-    assert all(np.isfinite(row["score_mean"]) for row in result["scores"].values())
-    prompted, free = (
-        json.loads((tmp_path / "demo" / name / "report.json").read_text()) for name in ("eval", "eval-no-prompt")
-    )
-    assert prompted["tasks"][0]["lengths"] == [30, 30] and prompted["memory"] == "window"
-    assert prompted["tasks"][0]["prompt_steps"] == 2 and free["prompt_tokens"] == 0
-    assert prompted["temperature"] == free["temperature"] == result["temperature"] == 0.0
+    assert np.isfinite(result["score"]["score_mean"]) and result["heldout_loss"] > 0
+    assert result["task"] == "halfcheetah" and result["seed"] == 0
+    report = json.loads((tmp_path / "demo" / "eval" / "report.json").read_text())
+    assert report["tasks"][0]["lengths"] == [30, 30] and report["prompt_tokens"] == 0
+    assert report["temperature"] == result["temperature"] == 0.0 and report["readout"] == result["readout"] == "mean"
+    assert (tmp_path / "demo" / "eval" / "halfcheetah.gif").is_file()
     data = dataset_path("halfcheetah", "expert", 4, 0, tmp_path / "cache", action_noise=0.3, record="intended")
     written = data.stat().st_mtime_ns
     again = run_demo(tmp_path / "demo", **kwargs)  # data cached, run finished: same scores
-    assert data.stat().st_mtime_ns == written and again["scores"] == result["scores"]
+    assert data.stat().st_mtime_ns == written and again["score"] == result["score"]
 
 
-def test_the_demo_recipe_is_the_small_preset_with_a_short_context():
-    assert DEMO_CONFIG.n_layer == 4 and DEMO_CONFIG.context_length == 96 and DEMO_CONFIG.value_init == "smooth"
+def test_the_demo_plays_any_shipped_mujoco_task_with_its_seed(tmp_path):
+    kwargs = dict(steps=10, episodes=3, eval_episodes=2, processes=1, cache=tmp_path / "cache", progress=False)
+    result = run_demo(tmp_path / "hopper", task="hopper", seed=3, max_steps=5, **kwargs)
+    config = json.loads((tmp_path / "hopper" / "run" / "config.json").read_text())
+    settings = json.loads((tmp_path / "hopper" / "run" / "settings.json").read_text())
+    assert config["context_length"] == 15 == demo_config("hopper").context_length  # 11 readings, '|', 3 torques
+    assert settings["seed"] == 3 and result["task"] == "hopper"
+    assert json.loads((tmp_path / "hopper" / "demo.json").read_text())["seed"] == 3
+    with pytest.raises(ValueError, match="MuJoCo task"):
+        run_demo(tmp_path / "pong", task="pong", **kwargs)
+    with pytest.raises(KeyError, match="nosuchtask"):
+        run_demo(tmp_path / "none", task="nosuchtask", **kwargs)
+
+
+def test_the_demo_recipe_is_one_timestep_two_layers_and_an_untied_head():
+    assert DEMO_CONFIG.n_layer == 2 and DEMO_CONFIG.d_model == 64 and not DEMO_CONFIG.tie_head
+    assert DEMO_CONFIG.context_length == 24 and DEMO_CONFIG.value_init == "smooth"  # 17 readings, '|', 6 torques
+    assert demo_config("walker2d").context_length == 24
     data, settings = demo_settings(steps=10)
     assert settings.steps == 10 and data.action_noise == 0.3 and data.record == "intended"
+    assert (settings.batch_size, settings.lr) == (256, 2e-3)
     assert data.min_return_fraction == 0.0  # the noisy play returns less than 80 % of the expert's
     with pytest.raises(ValueError, match="eval_episodes"):
         run_demo("unused", eval_episodes=1)

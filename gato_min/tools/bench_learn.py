@@ -11,16 +11,16 @@ Contenders (`CONTENDERS`; choose with `--contenders`):
 
 * `gato-paper`: the small preset with the paper's choices (one-hot bin targets, no position
   for action tokens, every table row drawn alike), acting by sampling each action token;
-* `gato-recipe`: the stored cheetah recipe (`gato_min.tools.demo`), taking the most likely bin;
+* `gato-recipe`: the stored 30-minute cheetah recipe (`RECIPE_CONFIG`), taking the most likely bin;
   `gato-recipe+mean`: the same weights read by the mean of the bins (`GatoAgent(readout="mean")`);
 * `gato-smooth`: the recipe trained on Gaussian-smoothed bin targets
   (`TrainSettings.bin_smoothing`), read by the mean of the bins; `gato-smooth+argmax`: the same
   weights taking the most likely bin;
 * `gato-small`: the recipe at half the width (`SMALL_CONFIG`: 0.43M parameters, about 2.5 times the
   steps per second), taking the most likely bin; `gato-small+mean`: read by the mean of the bins;
-* `gato-fast`: the fastest setting measured (`FAST_CONFIG`): a window of one timestep (no history,
-  no prompt: a MuJoCo expert is Markov), width 64, two layers, an untied head, 256 windows a
-  step at a peak rate of 2e-3, taking the most likely bin;
+* `gato-fast`: the fastest setting measured, the demo's recipe (`demo_config`, `demo_settings`): a
+  window of one timestep (no history, no prompt: a MuJoCo expert is Markov), width 64, two layers,
+  an untied head, 256 windows a step at a peak rate of 2e-3, taking the most likely bin;
 * `dt`: the Decision Transformer of `gato_min.peers` with its published gym settings;
 * `mlp`: the 2-layer MLP regressor, the floor.
 
@@ -50,6 +50,7 @@ import torch
 from safetensors import safe_open
 
 from gato_min.agent import GatoAgent
+from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings, task_episodes
 from gato_min.envs import get_task
 from gato_min.evaluate import task_scores
@@ -68,26 +69,40 @@ from gato_min.peers import (
 )
 from gato_min.plotting import PALETTE, save_figure, use_style
 from gato_min.runs import RunFolder, load_model, read_settings
-from gato_min.tools.demo import DEMO_CONFIG, demo_settings
+from gato_min.tools.demo import demo_config, demo_settings
+
+# the stored 30-minute cheetah recipe (results/halfcheetah-30min, chapters 07-08): windows of 4 timesteps
+# (96 tokens), the small preset's four layers of width 128, 64 windows a step at a peak rate of 1e-3
+RECIPE_CONFIG = GatoConfig.from_preset("cpu-small", context_length=96, action_positions="local", value_init="smooth")
+RECIPE_SETTINGS = {"batch_size": 64, "lr": 1e-3}
 
 # the recipe at half the width (64, 2 heads of 32, feed-forward 256): 0.43M parameters at 2.5x the
 # training steps per second (one thread: 190 ms per step of 32 windows against 474 ms)
-SMALL_CONFIG = DEMO_CONFIG.replace(d_model=64, d_ff=256, n_head=2)
+SMALL_CONFIG = RECIPE_CONFIG.replace(d_model=64, d_ff=256, n_head=2)
 
 # one timestep per window (HalfCheetah: 17 + 1 + 6 tokens), two layers of width 64, an output head of its
-# own: 0.46M parameters, trained on 256 windows a step at a peak rate of 2e-3. Screened at 8 minutes on
-# HalfCheetah (one run each, argmax, 10 episodes): 49.3 +- 6.3, against 45.5 +- 9.1 at rate 1e-3, 31.2 with
-# four layers, 21.5 with one, 44.2 at width 128 (README, "Learning speed")
-FAST_CONFIG = DEMO_CONFIG.replace(context_length=24, n_layer=2, d_model=64, d_ff=256, n_head=2, tie_head=False)
+# own: 0.46M parameters, trained on 256 windows a step at a peak rate of 2e-3 (the demo's recipe,
+# `demo_config` and `demo_settings`; on another task the window is that task's timestep). Screened at 8
+# minutes on HalfCheetah (one run each, argmax, 10 episodes): 49.3 +- 6.3, against 45.5 +- 9.1 at rate 1e-3,
+# 31.2 with four layers, 21.5 with one, 44.2 at width 128 (README, "Learning speed")
+FAST_CONFIG = demo_config("halfcheetah")
 
 # gato contenders: (config, changes to the demo's TrainSettings, {row name suffix: (readout, temperature)}):
-# each kept model is scored once per way of reading its actions
+# each kept model is scored once per way of reading its actions; config None: `demo_config(task)`
 CONTENDERS = {
-    "gato-paper": (DEMO_CONFIG.replace(action_positions="none", value_init="normal"), {}, {"": ("token", 1.0)}),
-    "gato-recipe": (DEMO_CONFIG, {}, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
-    "gato-smooth": (DEMO_CONFIG, {"bin_smoothing": 10.0}, {"": ("mean", 1.0), "+argmax": ("token", 0.0)}),
-    "gato-small": (SMALL_CONFIG, {}, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
-    "gato-fast": (FAST_CONFIG, {"batch_size": 256, "lr": 2e-3}, {"": ("token", 0.0)}),
+    "gato-paper": (
+        RECIPE_CONFIG.replace(action_positions="none", value_init="normal"),
+        RECIPE_SETTINGS,
+        {"": ("token", 1.0)},
+    ),
+    "gato-recipe": (RECIPE_CONFIG, RECIPE_SETTINGS, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
+    "gato-smooth": (
+        RECIPE_CONFIG,
+        RECIPE_SETTINGS | {"bin_smoothing": 10.0},
+        {"": ("mean", 1.0), "+argmax": ("token", 0.0)},
+    ),
+    "gato-small": (SMALL_CONFIG, RECIPE_SETTINGS, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
+    "gato-fast": (None, {}, {"": ("token", 0.0)}),
     "dt": None,
     "mlp": None,
 }
@@ -120,6 +135,7 @@ def _train_gato(name, data, out, minutes, processes, cache, progress) -> dict:
     """One run per budget, its cosine schedule fitted to the budget (steps = probed rate x
     seconds): what a user who has that many minutes would train."""
     config, changes, _ = CONTENDERS[name]
+    config = demo_config(data.tasks[0]) if config is None else config
     _, settings = demo_settings()
     # held-out losses only every 500 steps: they cost training time here and the bench scores by playing
     settings = dataclasses.replace(settings, eval_every=500, checkpoint_every=500, **changes)

@@ -24,7 +24,7 @@ from gato_min.optim import TrainSettings
 from gato_min.settings import add_arguments, from_arguments
 from gato_min.tools.cli_assets import add_asset_commands
 from gato_min.tools.cli_bench import add_bench_commands
-from gato_min.tools.demo import run_demo
+from gato_min.tools.demo import DEMO_STEPS, DEMO_TASK, run_demo
 from gato_min.tools.tokenize_demo import tokenize_demo
 from gato_min.train import train
 
@@ -163,6 +163,9 @@ def _demo(args) -> int:
         cache=args.cache,
         progress=not args.no_progress,
         temperature=args.temperature,
+        readout=args.readout,
+        task=args.task,
+        seed=args.seed,
     )
     return 0
 
@@ -185,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole job: collect expert data, train a small Gato, play and score it (~10 min)",
     )
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
-    p.add_argument("--steps", type=int, default=1800, help="training steps")
+    p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo task (default {DEMO_TASK})")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
+    p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
     p.add_argument("--episodes", type=int, default=500, help="expert episodes to collect")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes played to score the agent")
     p.add_argument("--processes", type=int, default=2, help="data-parallel training processes (default 2)")
@@ -194,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=0.0,
-        help="sampling temperature of the evaluation (default 0: the most likely bin)",
+        help="sampling temperature of the evaluation with --readout token (0: the most likely bin)",
+    )
+    p.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="mean",
+        help="mean: each torque is the mean of the model's distribution over the bins (default, chapter 09); "
+        "token: one bin, sampled at --temperature (the paper)",
     )
     p.add_argument("--cache", default=None, help="cache root (default $GATO_MIN_CACHE or ~/.cache/gato_min)")
     p.add_argument("--no-progress", action="store_true")

@@ -1,20 +1,22 @@
 """The whole job on a fresh machine: behaviour data -> a trained Gato -> scores in the real env.
 
-    python -m gato_min demo            (what `make demo` runs)
+    python -m gato_min demo                  (what `make demo` runs: HalfCheetah)
+    python -m gato_min demo --task hopper    (any shipped MuJoCo task)
 
-1. collect: the shipped HalfCheetah expert plays `episodes` episodes with exploration noise on
-   its torques, and its own noise-free torques are written down (DART labels,
+1. collect: the task's shipped expert plays `episodes` episodes with exploration noise on its
+   torques, and its own noise-free torques are written down (DART labels,
    `gato_min.data.collect`); kept in the cache, so a second demo skips this.
-2. train: the small preset on those episodes (`gato_min.train`), the recipe of the stored
-   30-minute run (`DEMO_CONFIG`, `demo_settings`) cut to `steps` optimizer steps, as
-   `processes` single-threaded data-parallel workers (`gato_min.launch.train_processes`).
-3. evaluate: the trained agent plays `eval_episodes` fresh episodes, prompted with a held-out
-   demonstration (`gato_min.evaluate`), taking the most likely bin of every torque
-   (`temperature` 0); the report, bar chart and GIF go to `<out>/eval/`. Then the same episodes
-   without a prompt (`<out>/eval-no-prompt/`): at this context length the prompt takes half of
-   the window, and the agent does better without it (chapter 08).
+2. train: the fast recipe (`demo_config`, `demo_settings`, chapter 09's third bench): windows
+   of one timestep (a MuJoCo expert is Markov: history and prompts carry nothing it needs), two
+   layers of width 64 with an output head of their own, 256 windows a step at a peak rate of
+   2e-3, for `steps` optimizer steps, as `processes` single-threaded data-parallel workers
+   (`gato_min.launch.train_processes`).
+3. evaluate: the trained agent plays `eval_episodes` fresh episodes without a prompt (its window
+   holds one timestep), reading every torque as the mean of its distribution over the bins
+   (`readout="mean"`; "token" with `temperature` 0 takes the most likely bin)
+   (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
 
-Every stage shows a progress bar; the summary (stage times, scores) is printed and written to
+Every stage shows a progress bar; the summary (stage times, score) is printed and written to
 `<out>/demo.json`. About 10 minutes on 2 CPU cores (the README shows a run).
 """
 
@@ -25,66 +27,105 @@ from pathlib import Path
 
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings, task_episodes
+from gato_min.envs import get_task
 from gato_min.evaluate import evaluate_run
 from gato_min.files import atomic_write_json
 from gato_min.launch import train_processes
 from gato_min.optim import TrainSettings
+from gato_min.sequence import TimestepLayout
 
 DEMO_TASK = "halfcheetah"
-# the cheetah recipe (chapters 07-08): a short context of 4 timesteps, many windows per step, action
-# tokens with local positions, smooth starting embeddings for the continuous bins
-DEMO_CONFIG = GatoConfig.from_preset("cpu-small", context_length=96, action_positions="local", value_init="smooth")
+DEMO_STEPS = 4500
 
 
-# Where the demo's score stands: the same recipe trained to the end (README, "Acting and
-# evaluation"); tests/test_pipeline.py recomputes these figures from the stored reports.
+def demo_config(task: str = DEMO_TASK) -> GatoConfig:
+    """The fast recipe's model for `task`: a window of exactly one timestep (HalfCheetah 17
+    readings + '|' + 6 torques = 24 tokens, Hopper 15, Walker2d 24), two layers of width 64 (2
+    heads, feed-forward 256), an untied head, local positions for action tokens, smooth starting
+    rows for the continuous bins; 0.46M parameters on HalfCheetah."""
+    context = TimestepLayout.for_task(get_task(task)).tokens_per_timestep
+    return GatoConfig.from_preset(
+        "cpu-small",
+        context_length=context,
+        n_layer=2,
+        d_model=64,
+        d_ff=256,
+        n_head=2,
+        tie_head=False,
+        action_positions="local",
+        value_init="smooth",
+    )
+
+
+DEMO_CONFIG = demo_config()
+
+
+# Where the demo's score stands: the same recipe and steps, two training seeds, 30 episodes each
+# (README, "Learning speed"); tests/test_pipeline.py recomputes these figures from the stored reports.
 STORED_RECIPE = {
-    "steps": 5800,
-    "train_minutes": 28.5,
-    "score_mean": 81.6,
-    "score_ci95": 4.7,
-    "episodes": 80,
-    "runs": ("results/halfcheetah-30min", "results/halfcheetah-30min-seed1"),
-    "reports": ("eval-no-prompt-t0", "eval-no-prompt-t0-seed100"),
+    "steps": DEMO_STEPS,
+    "train_minutes": 0.0,
+    "score_mean": 0.0,
+    "score_ci95": 0.0,
+    "episodes": 60,
+    "runs": ("results/halfcheetah-fast", "results/halfcheetah-fast-seed1"),
+    "reports": ("eval-30",),
 }
 
 
-def demo_settings(steps: int = 1800, episodes: int = 500) -> tuple[DataSettings, TrainSettings]:
-    """The data and training settings of the demo (and, with more steps, of the stored cheetah
-    run): the expert plays with N(0, 0.3) on its torques and its own torques are the labels; the
-    noisy play returns less than 80 % of the expert's, so the return filter is off."""
-    data = DataSettings(
-        tasks=(DEMO_TASK,), episodes=episodes, action_noise=0.3, record="intended", min_return_fraction=0.0
-    )
+def demo_settings(
+    steps: int = DEMO_STEPS, episodes: int = 500, task: str = DEMO_TASK, seed: int = 0
+) -> tuple[DataSettings, TrainSettings]:
+    """The data and training settings of the demo (and of the stored fast runs): the expert plays
+    with N(0, 0.3) on its torques and its own torques are the labels; the noisy play returns
+    less than 80 % of the expert's, so the return filter is off. 256 windows a step, peak rate
+    2e-3 after 100 warm-up steps, cosine to a tenth; held-out losses and checkpoints every 500."""
+    data = DataSettings(tasks=(task,), episodes=episodes, action_noise=0.3, record="intended", min_return_fraction=0.0)
     return data, TrainSettings(
-        steps=steps, batch_size=64, lr=1e-3, warmup_steps=100, eval_every=100, eval_batches=8, checkpoint_every=100
+        steps=steps,
+        batch_size=256,
+        lr=2e-3,
+        warmup_steps=100,
+        seed=seed,
+        eval_every=500,
+        eval_batches=8,
+        checkpoint_every=500,
     )
 
 
 def run_demo(
     out: str | Path = "runs/demo",
-    steps: int = 1800,
+    steps: int = DEMO_STEPS,
     episodes: int = 500,
     eval_episodes: int = 10,
     threads: int = 1,
     processes: int = 2,
     cache=None,
     progress: bool = True,
-    config: GatoConfig = DEMO_CONFIG,
+    config: GatoConfig | None = None,
     max_steps: int | None = None,
     temperature: float = 0.0,
+    task: str = DEMO_TASK,
+    seed: int = 0,
+    readout: str = "mean",
 ) -> dict:
     """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
-    summary that is also written to `<out>/demo.json`. Training runs `processes` workers of
-    `threads` torch threads each; collection and evaluation act on one thread (see
-    `gato_min.distributed.torch_threads`). `max_steps` cuts the evaluation's episodes short (for
-    tests). Torch's thread count is given back."""
+    summary that is also written to `<out>/demo.json`. `config` defaults to `demo_config(task)`;
+    `seed` is the training seed; `readout` and `temperature` say how torques are read
+    from the bins (`gato_min.agent.GatoAgent`). Training runs `processes` workers of `threads` torch threads
+    each; collection and evaluation act on one thread (see `gato_min.distributed.torch_threads`).
+    `max_steps` cuts the evaluation's episodes short (for tests). Torch's thread count is given
+    back."""
     if not isinstance(eval_episodes, int) or eval_episodes < 2:
         raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
     if not isinstance(threads, int) or threads < 1 or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"threads and processes must be positive ints, got {threads!r} and {processes!r}")
+    spec = get_task(task)  # an unknown name is a KeyError listing the known ones
+    if spec.family != "mujoco":
+        raise ValueError(f"the demo plays a MuJoCo task (its data are DART-labelled torques), got task {task!r}")
+    config = demo_config(task) if config is None else config
     out = Path(out)
-    data, settings = demo_settings(steps, episodes)
+    data, settings = demo_settings(steps, episodes, task, seed)
     times = {}
 
     def stage(number: int, text: str) -> float:
@@ -93,91 +134,88 @@ def run_demo(
 
     begin = stage(
         1,
-        f"collect: {episodes} episodes of the shipped {DEMO_TASK} expert, "
+        f"collect: {episodes} episodes of the shipped {task} expert, "
         f"torques + N(0, {data.action_noise:g}) played, its own recorded (cached after the first run)",
     )
-    train_episodes, heldout, collected = task_episodes(DEMO_TASK, data, cache, progress)
+    train_episodes, heldout, collected = task_episodes(task, data, cache, progress)
     times["collect_s"] = round(time.perf_counter() - begin, 1)
     print(
-        f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out for prompts "
+        f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out "
         f"({times['collect_s']:.0f} s)"
     )
 
     begin = stage(
         2,
-        f"train: {config.n_layer}-layer Gato ({DEMO_TASK}, {steps} steps of {settings.batch_size} x "
-        f"{config.context_length} tokens, {processes} process(es) x {threads} thread(s))",
+        f"train: {config.n_layer}-layer Gato ({task}, {steps} steps of {settings.batch_size} x "
+        f"{config.context_length} tokens, {processes} process(es) x {threads} thread(s), seed {seed})",
     )
     summary = train_processes(
         config, data, settings, out / "run", processes, cache=cache, threads=threads, progress=progress
     )
     times["train_s"] = round(time.perf_counter() - begin, 1)
     print(
-        f"      held-out action loss {summary['heldout'][DEMO_TASK]:.3f} nats "
-        f"(marginal bins {summary['baseline'][DEMO_TASK]:.3f}) ({times['train_s']:.0f} s)"
+        f"      held-out action loss {summary['heldout'][task]:.3f} nats "
+        f"(marginal bins {summary['baseline'][task]:.3f}) ({times['train_s']:.0f} s)"
     )
 
     begin = stage(
         3,
-        f"evaluate: {eval_episodes} episodes in the real environment, prompted with a held-out "
-        f"demonstration, then without a prompt (temperature {temperature:g})",
+        f"evaluate: {eval_episodes} episodes in the real environment, no prompt, "
+        + ("the mean of the bins" if readout == "mean" else f"sampled at temperature {temperature:g}"),
     )
-    rows = {}
-    for name, folder, prompt, gif in (("with a prompt", "eval", None, 200), ("no prompt", "eval-no-prompt", 0, 0)):
-        report = evaluate_run(
-            out / "run",
-            [DEMO_TASK],
-            episodes=eval_episodes,
-            num_envs=eval_episodes,
-            seed=0,
-            prompt_tokens=prompt,
-            temperature=temperature,
-            out=out / folder,
-            gif_steps=gif,
-            max_steps=max_steps,
-            cache=cache,
-            progress=progress,
-            overwrite=True,  # the demo's own folders: a second demo with other options replaces them
-        )
-        rows[name] = report["tasks"][0]
+    report = evaluate_run(
+        out / "run",
+        [task],
+        episodes=eval_episodes,
+        num_envs=eval_episodes,
+        seed=0,
+        prompt_tokens=0,
+        temperature=temperature,
+        readout=readout,
+        out=out / "eval",
+        gif_steps=200,
+        max_steps=max_steps,
+        cache=cache,
+        progress=progress,
+        overwrite=True,  # the demo's own folder: a second demo with other options replaces it
+    )
+    row = report["tasks"][0]
     times["evaluate_s"] = round(time.perf_counter() - begin, 1)
     times["total_s"] = round(sum(times.values()), 1)
 
-    print(f"\n{DEMO_TASK}, {eval_episodes} episodes, mean ± 95 % CI   (score: 0 = random, 100 = the shipped expert)")
-    print(f"{'':18s} {'return':>18s} {'score':>14s} {'D4RL score':>14s}")
-    for name, row in rows.items():
-        print(
-            f"{name:18s} {row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
-            f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}"
-        )
+    print(f"\n{task}, {eval_episodes} episodes, mean ± 95 % CI   (score: 0 = random, 100 = the shipped expert)")
+    print(f"{'return':>18s} {'score':>14s} {'D4RL score':>14s}")
+    print(
+        f"{row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
+        f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}"
+    )
     print(
         f"\nstages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, evaluate "
         f"{times['evaluate_s']:.0f} s; total {times['total_s'] / 60:.1f} min"
     )
-    print(f"reports -> {out / 'eval' / 'report.md'}, {out / 'eval-no-prompt' / 'report.md'}")
-    recipe = STORED_RECIPE
-    print(
-        f"\nwhere this stands: {steps} training steps. The stored recipe is this command with --steps "
-        f"{recipe['steps']} ({recipe['train_minutes']} min of training on 2 CPU cores); taking the most likely bin "
-        f"without a prompt it scores {recipe['score_mean']} ± {recipe['score_ci95']} ({recipe['episodes']} episodes "
-        f"over 2 training seeds, {', '.join(recipe['runs'])}). In full:\n  python -m gato_min demo --steps "
-        f"{recipe['steps']} --out runs/demo-{recipe['steps']}"
-    )
+    print(f"report -> {out / 'eval' / 'report.md'}")
+    if task == DEMO_TASK:
+        recipe = STORED_RECIPE
+        print(
+            f"\nwhere this stands: the stored runs are this command with --steps {recipe['steps']} and training "
+            f"seeds 0 and 1 ({recipe['train_minutes']} min of training each on 2 CPU cores); read by the mean of the "
+            f"bins they score {recipe['score_mean']} ± {recipe['score_ci95']} ({recipe['episodes']} episodes, "
+            f"{', '.join(recipe['runs'])})."
+        )
     result = {
-        "task": DEMO_TASK,
+        "task": task,
         "steps": steps,
+        "seed": seed,
         "episodes": episodes,
         "eval_episodes": eval_episodes,
+        "readout": readout,
         "temperature": temperature,
         "processes": processes,
         "threads": threads,
         "times": times,
-        "heldout_loss": summary["heldout"][DEMO_TASK],
-        "scores": {
-            name: {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")}
-            for name, row in rows.items()
-        },
-        "reports": [str(out / folder / "report.md") for folder in ("eval", "eval-no-prompt")],
+        "heldout_loss": summary["heldout"][task],
+        "score": {key: row[key] for key in ("score_mean", "score_ci95", "return_mean", "return_ci95")},
+        "report": str(out / "eval" / "report.md"),
     }
     atomic_write_json(out / "demo.json", result)
     return result
