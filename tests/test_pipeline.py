@@ -1,5 +1,6 @@
 """The demo pipeline (gato_min.tools.demo) end to end on a tiny budget, and noisy collection."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -136,5 +137,12 @@ def test_the_demo_says_where_its_score_stands_with_the_stored_figures():
     mean, half = mean_ci(normalized_score("halfcheetah", returns))
     assert len(returns) == STORED_RECIPE["episodes"]
     assert (round(mean, 1), round(half, 1)) == (STORED_RECIPE["score_mean"], STORED_RECIPE["score_ci95"])
-    settings = json.loads((root / STORED_RECIPE["runs"][0] / "settings.json").read_text())
-    assert settings["steps"] == STORED_RECIPE["steps"] == demo_settings(STORED_RECIPE["steps"])[1].steps
+    minutes = []
+    for seed, run in enumerate(STORED_RECIPE["runs"]):  # the stored runs are the demo's recipe, seeds 0 and 1
+        settings = json.loads((root / run / "settings.json").read_text())
+        assert settings == dataclasses.asdict(demo_settings(STORED_RECIPE["steps"], seed=seed)[1])
+        assert json.loads((root / run / "config.json").read_text()) == json.loads(DEMO_CONFIG.to_json())
+        rows = [json.loads(line) for line in (root / run / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["step"] == STORED_RECIPE["steps"]
+        minutes.append(rows[-1]["elapsed_s"] / 60)
+    assert round(float(np.mean(minutes)), 1) == STORED_RECIPE["train_minutes"]

@@ -21,6 +21,7 @@ Contenders (`CONTENDERS`; choose with `--contenders`):
 * `gato-fast`: the fastest setting measured, the demo's recipe (`demo_config`, `demo_settings`): a
   window of one timestep (no history, no prompt: a MuJoCo expert is Markov), width 64, two layers,
   an untied head, 256 windows a step at a peak rate of 2e-3, taking the most likely bin;
+  `gato-fast+mean`: the same weights read by the mean of the bins (the demo's readout);
 * `dt`: the Decision Transformer of `gato_min.peers` with its published gym settings;
 * `mlp`: the 2-layer MLP regressor, the floor.
 
@@ -102,7 +103,7 @@ CONTENDERS = {
         {"": ("mean", 1.0), "+argmax": ("token", 0.0)},
     ),
     "gato-small": (SMALL_CONFIG, RECIPE_SETTINGS, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
-    "gato-fast": (None, {}, {"": ("token", 0.0)}),
+    "gato-fast": (None, {}, {"": ("token", 0.0), "+mean": ("mean", 1.0)}),
     "dt": None,
     "mlp": None,
 }
