@@ -1,6 +1,6 @@
 # make test   lint and format check (ruff), unit tests, executed chapters (pytest --nbval), in .venv
 # make lint   ruff check + ruff format --check only
-# make demo   the whole job on this machine: collect expert data, train, play and score (~10 min, runs/demo)
+# make demo   the whole job on this machine: collect expert data, train, play and score (~8 min, runs/demo)
 # make chapters   re-execute and clean every chapter, regenerate media/
 # make text-model retrain the shipped SentencePiece model from its committed corpus
 # make experts    train (or resume, from the cache or experts/<task>) the MuJoCo TD3 experts

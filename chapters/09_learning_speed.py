@@ -382,6 +382,13 @@ print("the screen's claims hold")
 # DART data, for two training seeds, and each run plays 30 fresh episodes without a prompt
 # (`results/<task>-fast`, `-seed1`: their command files). A bar is one training seed; the
 # dashed line is the expert.
+#
+# What it says: read by the mean of the bins, HalfCheetah (about 5 minutes of training) and
+# Hopper (3.4 minutes: 15 tokens a timestep) play like the expert with both seeds. Walker2d
+# does not (about 70): many of its episodes end in a fall. A Walker2d run of 8,500 steps (its
+# command file) reached a lower held-out loss and no better score, so the gap is errors that
+# compound once the walker leaves the states of the data, not too little training. The most
+# likely bin trails the mean on every task.
 
 # %%
 fast_runs = {
@@ -416,7 +423,14 @@ for (task, seed), minutes in train_minutes.items():
 for key, minutes in train_minutes.items():
     assert minutes <= 10, key  # each trained in at most 10 minutes on 2 cores
     assert len(recipe_scores[key + ("mean",)]["returns"]) == 30, key
-print("every run trained in at most 10 minutes and was scored over 30 episodes")
+for task in ("halfcheetah", "hopper"):  # at the expert's level with both seeds
+    assert all(recipe_scores[(task, seed, "mean")]["score_mean"] >= 90 for seed in (0, 1)), task
+assert all(recipe_scores[("walker2d", seed, "mean")]["score_mean"] < 80 for seed in (0, 1))  # not yet
+for key in train_minutes:  # the mean of the bins ahead of the most likely bin, pooled over both seeds
+    task = key[0]
+    pooled = {r: np.mean([recipe_scores[(task, s, r)]["score_mean"] for s in (0, 1)]) for r in ("mean", "token")}
+    assert pooled["mean"] > pooled["token"], task
+print("every run trained in at most 10 minutes and was scored over 30 episodes; the claims hold")
 
 # %% [markdown]
 # ## Return conditioning: a return-to-go token opens the timestep

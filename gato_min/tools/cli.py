@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         parents=[common],
-        help="the whole job: collect expert data, train a small Gato, play and score it (~10 min)",
+        help="the whole job: collect expert data, train a small Gato, play and score it (~8 min)",
     )
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
     p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo task (default {DEMO_TASK})")

@@ -17,7 +17,7 @@
    (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
 
 Every stage shows a progress bar; the summary (stage times, score) is printed and written to
-`<out>/demo.json`. About 10 minutes on 2 CPU cores (the README shows a run).
+`<out>/demo.json`. About 8 minutes on 2 CPU cores from a fresh clone (the README shows a run).
 """
 
 from __future__ import annotations
