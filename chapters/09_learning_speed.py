@@ -77,6 +77,7 @@ import torch
 
 from gato_min.codec import TaskCodec
 from gato_min.data.collect import collect
+from gato_min.data.reference import normalized_score
 from gato_min.envs import get_task
 from gato_min.model import gaussian_bin_targets
 from gato_min.plotting import PALETTE, save_figure, use_style
@@ -452,6 +453,48 @@ decoded = conditioned.tokenizer.decode_continuous(ids) * model.config.return_sca
 assert np.all(np.abs(decoded - to_go) <= np.maximum(0.02 * np.abs(to_go), 1.0))  # within a bin of the value
 print(f"returns-to-go of a 40-step expert piece: {to_go[0]:.1f} ... {to_go[-1]:.1f}")
 print(f"their tokens: {ids[0]} ... {ids[-1]}; decoded back: {decoded[0]:.1f} ... {decoded[-1]:.1f}")
+
+# %% [markdown]
+# ## Return conditioning on medium data
+#
+# Conditioning can only help where the data holds better and worse behaviour to tell apart, so
+# it is measured on the medium tier: 500 episodes of the shipped medium policy with a little
+# noise on its torques, the demo's recipe trained plain and with the return token (one seed,
+# 20 episodes each, `results/return-conditioning-medium`, its command file). Asked for the
+# expert's return, far above any episode in the data, the conditioned Hopper plays like the
+# plain one; asked for the best return of its data (2,004), it plays better. On HalfCheetah the
+# conditioned model is ahead by about two points either way, inside the noise: nearly every
+# HalfCheetah episode of the medium data returns the same (10th to 90th percentile 3,282 to
+# 3,703), so the return token has little to tell apart. The rule "ask for the data's best" was
+# chosen after Hopper's expert target gave nothing, and then applied to HalfCheetah untuned.
+
+# %%
+RC = stored_run("return-conditioning-medium")  # python -m gato_min train ... (its command.txt)
+rc_scores = {}
+for task in ("hopper", "halfcheetah"):
+    for name, folder in (("plain", "plain/eval"), ("expert target", "rc/eval"), ("data's best", "rc/eval-data-best")):
+        variant, report = folder.split("/")
+        rc_scores[(task, name)] = json.loads((RC / f"{task}-{variant}" / report / "report.json").read_text())
+for (task, name), report in rc_scores.items():
+    row = report["tasks"][0]
+    target = "" if report["target_return"] is None else f" (asked for {report['target_return']:g})"
+    print(f"{task:11s} {name:13s} {row['score_mean']:5.1f} ± {row['score_ci95']:.1f}{target}")
+
+# %%
+def difference(task: str, name: str) -> tuple[float, float]:
+    """Conditioned minus plain score, and the half-width of its Welch 95 % interval (normal approximation)."""
+    a, b = (np.asarray(rc_scores[(task, key)]["tasks"][0]["returns"]) for key in (name, "plain"))
+    a, b = (normalized_score(task, x) for x in (a, b))
+    return float(a.mean() - b.mean()), float(1.96 * math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+
+
+gain, half = difference("hopper", "data's best")
+assert gain - half > 0  # Hopper: asked for its data's best, the conditioned model beats plain imitation
+assert abs(difference("hopper", "expert target")[0]) < difference("hopper", "expert target")[1]  # no difference
+for name in ("expert target", "data's best"):  # HalfCheetah: ahead, inside the noise
+    gain, half = difference("halfcheetah", name)
+    assert 0 < gain < half, name
+print("the return-conditioning claims hold")
 
 # %% [markdown]
 # ## Try it
