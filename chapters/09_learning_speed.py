@@ -266,12 +266,16 @@ print("the claims hold for the stored table")
 # while the model is still poor.
 
 # %%
-SMALL = stored_run("bench-learn-halfcheetah-small")  # python -m gato_min bench-learn ... (its command.txt)
-small = json.loads((SMALL / "bench_learn.json").read_text())
-fig = learning_speed_figure(small)
-save_figure(fig, "09_bench_small")
-plt.show();
-print(format_table(small))
+def show_bench(name: str, figure: str) -> dict:
+    """A stored bench (`python -m gato_min bench-learn ...`, its command.txt): its figure and its table."""
+    result = json.loads((stored_run(name) / "bench_learn.json").read_text())
+    save_figure(learning_speed_figure(result), figure)
+    plt.show()
+    print(format_table(result))
+    return result
+
+
+small = show_bench("bench-learn-halfcheetah-small", "09_bench_small")
 for name, note in small["notes"].items():
     if "steps_per_s" in note:
         print(f"{name}: {note['steps_per_s']:.2f} steps/s, steps per budget {note['steps']}")
@@ -309,12 +313,7 @@ print("the second bench's claims hold")
 # (73.3 against 22.2), on a machine about 1.4 times slower.
 
 # %%
-FAST = stored_run("bench-learn-halfcheetah-fast")  # python -m gato_min bench-learn ... (its command.txt)
-fast = json.loads((FAST / "bench_learn.json").read_text())
-fig = learning_speed_figure(fast)
-save_figure(fig, "09_bench_fast")
-plt.show();
-print(format_table(fast))
+fast = show_bench("bench-learn-halfcheetah-fast", "09_bench_fast")
 note = fast["notes"]["gato-fast"]
 print(f"gato-fast: {note['steps_per_s']:.2f} steps/s (idle probe), steps per budget {note['steps']}")
 
@@ -403,16 +402,17 @@ for key, folder in fast_runs.items():
         recipe_scores[key + (readout,)] = json.loads((folder / report / "report.json").read_text())["tasks"][0]
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     train_minutes[key] = rows[-1]["elapsed_s"] / 60
-fig, ax = plt.subplots(figsize=(6.4, 3.2))
+fig, ax = plt.subplots(figsize=(7.2, 3.4))
 for i, (task, seed) in enumerate(fast_runs):
     for j, readout in enumerate(("mean", "token")):
         row = recipe_scores[(task, seed, readout)]
         ax.bar(i + 0.4 * j, row["score_mean"], width=0.4, yerr=row["score_ci95"], color=PALETTE[j], capsize=3,
                label=("mean of the bins" if readout == "mean" else "most likely bin") if i == 0 else None)
 ax.axhline(100, color="grey", linestyle="--", linewidth=1)
-ax.set_xticks([i + 0.2 for i in range(len(fast_runs))], [f"{task}\nseed {seed}" for task, seed in fast_runs])
+ax.set_xticks([i + 0.2 for i in range(len(fast_runs))], [f"{task}\nseed {seed}" for task, seed in fast_runs], fontsize=8)
 ax.set_ylabel("normalized score (30 episodes)")
-ax.legend(loc="lower right")
+ax.set_ylim(0, 125)
+ax.legend(loc="upper center", ncol=2, frameon=False)
 save_figure(fig, "09_recipe_tasks")
 plt.show();
 for (task, seed), minutes in train_minutes.items():
