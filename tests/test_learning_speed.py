@@ -24,7 +24,8 @@ from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TimestepLayout, TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
 from gato_min.tools.bench_busy import bench_busy
-from gato_min.tools.bench_learn import bench_learn
+from gato_min.tools.bench_learn import CONTENDERS, bench_learn
+from gato_min.tools.demo import demo_config
 from gato_min.train import train
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=96)
@@ -163,6 +164,33 @@ def test_bench_learn_trains_keeps_and_scores_every_contender(tmp_path):
     assert bench_learn("halfcheetah", contenders=("dt", "mlp"), **options)["rows"] == result["rows"]
     with pytest.raises(ValueError, match="unknown contenders"):
         bench_learn("halfcheetah", contenders=("gpt5",), out=tmp_path / "x")
+
+
+def test_bench_learn_fast_contender_is_the_demo_recipe_on_the_benched_task(tmp_path):
+    """gato-fast trains the demo's model and settings with a window of the benched task's
+    timestep (Hopper: 15 tokens) and is read both by the most likely bin and by the mean."""
+    data = DataSettings(tasks=("hopper",), tier="random", episodes=4, min_return_fraction=0.0, heldout_fraction=0.25)
+    result = bench_learn(
+        "hopper",
+        minutes=(0.02,),
+        contenders=("gato-fast",),
+        out=tmp_path / "bench",
+        episodes=2,
+        max_steps=5,
+        cache=tmp_path / "cache",
+        progress=False,
+        data=data,
+    )
+    assert {(row["contender"], row["readout"]) for row in result["rows"]} == {
+        ("gato-fast", "token"),
+        ("gato-fast+mean", "mean"),
+    }
+    run = tmp_path / "bench" / "gato-fast" / "0.02min"
+    config = json.loads((run / "config.json").read_text())
+    assert config == json.loads(demo_config("hopper").to_json())
+    settings = json.loads((run / "settings.json").read_text())
+    assert (settings["batch_size"], settings["lr"], settings["bin_smoothing"]) == (256, 2e-3, 0.0)
+    assert CONTENDERS["gato-recipe"][0].context_length == 96 and CONTENDERS["gato-recipe"][1]["batch_size"] == 64
 
 
 def test_return_conditioned_agent_feeds_the_return_still_to_come(monkeypatch):
