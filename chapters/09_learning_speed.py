@@ -298,7 +298,7 @@ print("the second bench's claims hold")
 #
 # The first two benches spent a window on 4 timesteps and half of it, in a quarter of the
 # windows, on a prompt. A MuJoCo expert is Markov: its torque depends on the current readings
-# alone, so history and prompts carry nothing it needs. `gato-fast` (`bench_learn.FAST_CONFIG`)
+# alone, so history and prompts carry nothing it needs. `gato-fast` (`demo.demo_config`)
 # keeps the paper's tokens and loss and changes only the shape of the work: a window of one
 # timestep (`--context-length 24`: 17 readings, '|', 6 torques), two layers of width 64, an
 # output head of its own (`--untie-head`), and 256 windows a step at a peak rate of 2e-3. The

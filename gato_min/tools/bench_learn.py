@@ -81,12 +81,10 @@ RECIPE_SETTINGS = {"batch_size": 64, "lr": 1e-3}
 # training steps per second (one thread: 190 ms per step of 32 windows against 474 ms)
 SMALL_CONFIG = RECIPE_CONFIG.replace(d_model=64, d_ff=256, n_head=2)
 
-# one timestep per window (HalfCheetah: 17 + 1 + 6 tokens), two layers of width 64, an output head of its
-# own: 0.46M parameters, trained on 256 windows a step at a peak rate of 2e-3 (the demo's recipe,
-# `demo_config` and `demo_settings`; on another task the window is that task's timestep). Screened at 8
-# minutes on HalfCheetah (one run each, argmax, 10 episodes): 49.3 +- 6.3, against 45.5 +- 9.1 at rate 1e-3,
-# 31.2 with four layers, 21.5 with one, 44.2 at width 128 (README, "Learning speed")
-FAST_CONFIG = demo_config("halfcheetah")
+# gato-fast is the demo's recipe (`demo_config(task)`, `demo_settings`): one timestep per window (HalfCheetah:
+# 17 + 1 + 6 tokens), two layers of width 64, an output head of its own, 0.46M parameters, 256 windows a step at
+# a peak rate of 2e-3. Screened at 8 minutes on HalfCheetah (one run each, argmax, 10 episodes): 49.3 +- 6.3,
+# against 45.5 +- 9.1 at rate 1e-3, 31.2 with four layers, 21.5 with one, 44.2 at width 128 (README, "Learning speed")
 
 # gato contenders: (config, changes to the demo's TrainSettings, {row name suffix: (readout, temperature)}):
 # each kept model is scored once per way of reading its actions; config None: `demo_config(task)`
