@@ -36,19 +36,6 @@ def cheetah_episodes():
     return collect("halfcheetah", "random", 3, seed=0, num_envs=1, progress=False, max_episode_steps=40).episodes
 
 
-def test_gaussian_bin_targets_are_distributions_centred_on_the_target():
-    targets = gaussian_bin_targets(torch.tensor([0, 300, 1023]), 1024, 5.0)
-    assert targets.shape == (3, 1024)
-    assert torch.allclose(targets.sum(dim=1), torch.ones(3))
-    mean = (targets * torch.arange(1024)).sum(dim=1)
-    assert mean[1] == pytest.approx(300.0, abs=1e-3)  # far from the edges: centred on the bin
-    assert mean[0] > 0.5 and mean[2] < 1022.5  # at an edge the cut-off tail pulls the mean inward
-    std = ((targets[1] * (torch.arange(1024) - 300.0) ** 2).sum()).sqrt()
-    assert std == pytest.approx((5.0**2 + 1 / 12) ** 0.5, rel=0.02)  # a Gaussian spread over unit bins
-    with pytest.raises(ValueError, match="width"):
-        gaussian_bin_targets(torch.tensor([3]), 1024, 0.0)
-
-
 def _batch(episodes, seed=0):
     tokenizer = Tokenizer(TINY)
     data = TokenizedEpisodes(episodes, tokenizer, "halfcheetah")

@@ -1,12 +1,15 @@
 """The transformer (gato_min.model): causality, no target leak, the masked loss (Sec. 2.3)."""
 
+import math
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from test_sequence import atari_episodes, mujoco_episodes
 
 from gato_min.config import GatoConfig
-from gato_min.model import GatoModel, KVCache
+from gato_min.model import GatoModel, KVCache, gaussian_bin_targets, smooth_value_embeddings
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import TokenizedEpisodes
 from gato_min.tokenize import Tokenizer
@@ -129,3 +132,64 @@ def test_an_untied_head_has_weights_of_its_own_and_keeps_the_loss_and_the_cache_
         cache = KVCache(config, batch_size=batch.token_ids.shape[0])
         stepped = torch.cat([untied.extend(batch.window(t, t + 1), cache) for t in range(8)], dim=1)
     torch.testing.assert_close(stepped, full[:, :8], rtol=1e-4, atol=1e-5)
+
+
+def _normal_bin_masses(target: int, num_bins: int, width: float) -> np.ndarray:
+    """The smoothed target written out bin by bin with math.erf: the mass that N(target + 0.5,
+    width) puts on [b, b + 1), renormalized over the bins that exist."""
+    cdf = [0.5 * (1 + math.erf((edge - (target + 0.5)) / (width * math.sqrt(2)))) for edge in range(num_bins + 1)]
+    masses = np.diff(np.array(cdf))
+    return masses / masses.sum()
+
+
+def test_gaussian_bin_targets_are_the_normal_masses_of_each_bin():
+    bins = torch.tensor([0, 300, 1023, 511])
+    targets = gaussian_bin_targets(bins, 1024, 5.0)
+    assert targets.shape == (4, 1024) and targets.dtype == torch.float32
+    for row, target in zip(targets, bins.tolist()):
+        np.testing.assert_allclose(row.numpy(), _normal_bin_masses(target, 1024, 5.0), atol=1e-6)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(4))
+    mean = (targets * torch.arange(1024)).sum(dim=1)
+    assert mean[1] == pytest.approx(300.0, abs=1e-3)  # far from the edges: centred on the bin
+    assert mean[0] > 0.5 and mean[2] < 1022.5  # at an edge the cut-off tail pulls the mean inward
+    std = ((targets[1] * (torch.arange(1024) - 300.0) ** 2).sum()).sqrt()
+    assert std == pytest.approx((5.0**2 + 1 / 12) ** 0.5, rel=0.02)  # a Gaussian spread over unit bins
+    narrow = gaussian_bin_targets(torch.tensor([7]), 16, 0.01)[0]  # a tiny width is the one-hot target
+    assert narrow[7] == pytest.approx(1.0) and narrow.argmax() == 7
+    for width in (0.0, -1.0):
+        with pytest.raises(ValueError, match="width"):
+            gaussian_bin_targets(torch.tensor([3]), 1024, width)
+
+
+def test_smooth_value_embeddings_are_the_stated_fourier_mix():
+    num_bins, d_model, frequencies = 64, 16, 4
+    table = smooth_value_embeddings(num_bins, d_model, frequencies=frequencies, std=0.5, seed=3)
+    assert table.shape == (num_bins, d_model) and table.dtype == torch.float32
+    assert float(table.std()) == pytest.approx(0.5, rel=1e-5)
+    # written out: bin b at u = (b + 0.5) / num_bins; cos and sin of pi k u weighted 1 / k, mixed
+    # by the same seeded Gaussian matrix, scaled to the asked standard deviation
+    u = (np.arange(num_bins) + 0.5) / num_bins
+    k = np.arange(1, frequencies + 1)
+    features = np.concatenate([np.cos(np.pi * np.outer(u, k)) / k, np.sin(np.pi * np.outer(u, k)) / k], axis=1)
+    mix = torch.randn(2 * frequencies, d_model, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    expected = features @ mix.numpy()
+    np.testing.assert_allclose(table.numpy(), expected / expected.std(ddof=1) * 0.5, rtol=1e-5, atol=1e-6)
+    assert torch.equal(table, smooth_value_embeddings(num_bins, d_model, frequencies=frequencies, std=0.5, seed=3))
+    assert not torch.allclose(table, smooth_value_embeddings(num_bins, d_model, frequencies=frequencies, std=0.5))
+    # what it is for: neighbouring bins start close, far bins do not
+    full = smooth_value_embeddings(1024, 64)
+    cosine = F.cosine_similarity(full[:-1], full[1:]).min()
+    assert cosine > 0.99 and F.cosine_similarity(full[:1], full[-1:]).item() < 0.5
+    assert float(full.std()) == pytest.approx(0.02, rel=1e-5)
+
+
+def test_smooth_value_init_puts_the_table_in_the_bin_rows_only():
+    smooth = GatoModel(CONFIG.replace(value_init="smooth")).embedding.token_table.weight.detach()
+    plain = GatoModel(CONFIG).embedding.token_table.weight.detach()
+    vocab = CONFIG.vocab
+    rows = slice(vocab.continuous_offset, vocab.continuous_offset + vocab.num_bins)
+    assert torch.equal(smooth[rows], smooth_value_embeddings(vocab.num_bins, CONFIG.d_model))
+    assert not torch.allclose(plain[rows], smooth[rows])
+    other = torch.ones(vocab.size, dtype=torch.bool)
+    other[rows] = False
+    assert float(smooth[other].std()) == pytest.approx(float(plain[other].std()), rel=0.1)  # the usual init elsewhere
