@@ -193,3 +193,41 @@ def test_smooth_value_init_puts_the_table_in_the_bin_rows_only():
     other = torch.ones(vocab.size, dtype=torch.bool)
     other[rows] = False
     assert float(smooth[other].std()) == pytest.approx(float(plain[other].std()), rel=0.1)  # the usual init elsewhere
+
+
+def test_smoothed_loss_by_hand_on_a_batch_of_buttons_and_torques():
+    """`bin_smoothing`: every counted continuous token (a torque) is scored against the smoothed
+    histogram of its bin, every discrete one (a button) against its own token, and the counted
+    positions are the same as without smoothing."""
+    from gato_min.batch import concat_batches
+
+    torch.manual_seed(0)
+    model = GatoModel(CONFIG).eval()
+    batch = concat_batches([_batch(atari_episodes, 1), _batch(mujoco_episodes, 1)])
+    vocab = CONFIG.vocab
+    with torch.no_grad():
+        logits = model(batch)
+        losses, counted = model.token_losses(batch, bin_smoothing=3.0)
+        plain, plain_counted = model.token_losses(batch)
+    assert torch.equal(counted, plain_counted)
+    expected, kinds = [], set()
+    for b, pos in zip(*torch.nonzero(counted, as_tuple=True)):
+        log_probs = F.log_softmax(logits[b, pos].double(), dim=-1)
+        token = int(batch.token_ids[b, pos + 1])
+        bin_ = token - vocab.continuous_offset
+        if 0 <= bin_ < vocab.num_bins:
+            target = gaussian_bin_targets(torch.tensor([bin_]), vocab.num_bins, 3.0)[0].double()
+            columns = log_probs[vocab.continuous_offset : vocab.continuous_offset + vocab.num_bins]
+            expected.append(-float((target * columns).sum()))
+            kinds.add("continuous")
+        else:
+            expected.append(-float(log_probs[token]))
+            kinds.add("discrete")
+    assert kinds == {"continuous", "discrete"}
+    np.testing.assert_allclose(losses.numpy(), expected, rtol=1e-4)
+    discrete = torch.tensor([k == e for k, e in zip(losses.tolist(), plain.tolist())])
+    assert discrete.any() and not discrete.all()  # buttons unchanged, torques changed
+    empty = batch.window(0, 3)
+    empty.loss_mask[:] = False
+    with pytest.raises(ValueError, match="no token to predict"):
+        model.token_losses(empty)
