@@ -231,3 +231,71 @@ def test_smoothed_loss_by_hand_on_a_batch_of_buttons_and_torques():
     empty.loss_mask[:] = False
     with pytest.raises(ValueError, match="no token to predict"):
         model.token_losses(empty)
+
+
+def _rows(batch, rows):
+    """Sequences `rows` of a batch without image patches (MuJoCo), in that order."""
+    from gato_min.batch import Batch
+
+    assert not len(batch.patch_index)
+    index = torch.tensor(rows)
+    per_patch = ("patches", "patch_index", "patch_row_ranges", "patch_col_ranges")
+    return Batch(**{k: v if k in per_patch else v[index] for k, v in batch.__dict__.items()})
+
+
+def test_an_installed_prefix_continues_like_the_tokens_it_was_cut_from():
+    """`prefix` copies one sequence's cached history; `install_prefix` makes it the whole
+    history of other rows, in an empty ring (its slots are claimed first) and in one that has
+    wrapped around, and the rows left alone keep their own."""
+    torch.manual_seed(0)
+    model = GatoModel(CONFIG).eval()
+    batch = _batch(size=2)
+    with torch.no_grad():
+        source = KVCache(CONFIG, batch_size=2)
+        model.extend(batch.window(0, 20), source)
+        prefix = source.prefix(row=1)
+        assert prefix.length == 20 and len(prefix.keys) == CONFIG.n_layer
+        expected = model.extend(batch.window(20, 25), source)[1]  # row 1 going on after its 20 tokens
+        # an empty ring of 32 slots: the prefix takes 20 claimed slots, seen by row 2 only
+        cache = KVCache(CONFIG, batch_size=3, capacity=32)
+        cache.install_prefix([2], prefix)
+        assert cache.length == 20 and cache.keep[:2].sum() == 0 and bool(cache.keep[2, :20].all())
+        step = _rows(batch.window(20, 25), [0, 0, 1])
+        got = model.extend(step, cache)
+        torch.testing.assert_close(got[2], expected, rtol=1e-5, atol=1e-5)
+        alone = model.extend(_rows(batch.window(20, 25), [0]), KVCache(CONFIG, batch_size=1))[0]
+        torch.testing.assert_close(got[0], alone, rtol=1e-5, atol=1e-5)  # rows 0, 1 saw no prefix
+        # wrap the ring (25 + 30 tokens in 32 slots), then give row 0 the prefix; row 1 is untouched
+        twin = KVCache(CONFIG, batch_size=3, capacity=32)
+        for c in (cache, twin):
+            if c is twin:
+                twin.install_prefix([2], prefix)
+                model.extend(step, twin)
+            model.extend(_rows(batch.window(25, 55), [0, 1, 1]), c)
+        assert cache.time == 55 and cache.length == 32
+        with pytest.raises(ValueError, match="wrapped"):
+            cache.prefix(0)
+        full = KVCache(CONFIG, batch_size=2, capacity=20)
+        model.extend(batch.window(0, 20), full)
+        assert torch.equal(full.prefix(1).keys[0], prefix.keys[0])  # exactly full: still whole
+        model.extend(batch.window(20, 21), full)
+        with pytest.raises(ValueError, match="wrapped"):
+            full.prefix(1)  # one token more: the first is gone
+        cache.install_prefix([0], prefix)
+        assert int(cache.keep[0].sum()) == 20 and bool(cache.keep[0, cache.slot_time.argsort()[-20:]].all())
+        nxt = _rows(batch.window(20, 25), [1, 0, 0])
+        got, untouched = model.extend(nxt, cache), model.extend(nxt, twin)
+        torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got[1:], untouched[1:], rtol=1e-5, atol=1e-5)
+        # forgetting: a reset row has no prefix to give; a full reset empties the ring
+        source.reset([1])
+        with pytest.raises(ValueError, match="forgotten"):
+            source.prefix(1)
+        cache.reset()
+        assert cache.time == 0 and cache.length == 0 and not cache.keep.any() and bool((cache.slot_time == -1).all())
+        fresh = model.extend(nxt, KVCache(CONFIG, batch_size=3, capacity=32))
+        torch.testing.assert_close(model.extend(nxt, cache), fresh, rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="capacity"):
+            KVCache(CONFIG, batch_size=1, capacity=16).install_prefix([0], prefix)
+        with pytest.raises(ValueError, match="capacity"):
+            cache.begin(33)
