@@ -11,7 +11,19 @@ from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
 from gato_min.sampling import SequenceSampler
-from gato_min.sequence import ACTION, IMAGE, PAD, SEPARATOR, TEXT, TokenizedEpisodes
+from gato_min.sequence import (
+    ACTION,
+    CONTINUOUS,
+    DISCRETE,
+    IMAGE,
+    PAD,
+    SEPARATOR,
+    TEXT,
+    TimestepLayout,
+    Timesteps,
+    TokenizedEpisodes,
+    build_batch,
+)
 from gato_min.tokenize import Tokenizer
 
 CONFIG = GatoConfig.from_preset("cpu-small")
@@ -249,3 +261,120 @@ def test_tiled_windows_spread_over_every_episode_without_prompts():
     assert len(few) == 3 and few[0, 0] == 0 and few_valid.any(axis=1).all()
     batch = sampler.batch(few, few_valid, np.zeros(3, bool), np.zeros(3, bool))
     assert batch.token_ids.shape == (3, config.context_length)
+
+
+def _expected_row(layout, config, timesteps, steps, valid, length, action_positions):
+    """One row of `build_batch` written out token by token: (ids, kinds, local positions)."""
+    vocab = config.vocab
+    ids, kinds, local = [], [], []
+    for step, real in zip(steps, valid):
+        position = 0
+        tokens = (
+            [(int(t), TEXT, -1) for t in timesteps.text_ids[step]]
+            + [(int(t), CONTINUOUS, None) for t in timesteps.return_ids[step]]
+            + [(0, IMAGE, None)] * layout.num_patches
+            + [
+                (int(t), DISCRETE if column in layout.discrete_values else CONTINUOUS, None)
+                for column, t in enumerate(timesteps.value_ids[step])
+            ]
+        )
+        if layout.action_dim:
+            tokens += [(vocab.separator_id, SEPARATOR, -1)]
+            tokens += [(int(t), ACTION, "action") for t in timesteps.action_ids[step]]
+        for token, kind, where in tokens:
+            if not real:
+                ids.append(vocab.pad_id), kinds.append(PAD), local.append(-1)
+                continue
+            if where is None:  # an observation token: counted from 0 within its timestep
+                where, position = position, position + 1
+            elif where == "action":
+                where, position = (position, position + 1) if action_positions == "local" else (-1, position)
+            elif not layout.action_dim:
+                where = -1
+            ids.append(token), kinds.append(kind), local.append(where)
+    pad = length - len(ids)
+    return ids + [vocab.pad_id] * pad, kinds + [PAD] * pad, local + [-1] * pad
+
+
+@pytest.mark.parametrize("action_positions", ["local", "none"])
+def test_build_batch_lays_out_every_token_as_written_out_by_hand(action_positions):
+    """A return token, continuous and discrete readings, '|' and two actions; padding slots in
+    the middle of a row; rows padded at their end; the loss mask on actions only."""
+    config = GatoConfig.from_preset("cpu-tiny", action_positions=action_positions)
+    layout = TimestepLayout(None, 3, 2, False, return_tokens=1, discrete_values=(1,))
+    rng = np.random.default_rng(0)
+    timesteps = Timesteps(
+        np.zeros((6, 0), np.int32),
+        None,
+        rng.integers(0, 2048, (6, 3)).astype(np.int32),
+        rng.integers(1024, 2048, (6, 2)).astype(np.int32),
+        rng.integers(1024, 2048, (6, 1)).astype(np.int32),
+    )
+    steps = np.array([[0, 1, 2], [5, 3, 4]])
+    valid = np.array([[True, False, True], [True, True, False]])
+    batch = build_batch(layout, config, timesteps, steps, valid, length=27, prompted=np.array([True, False]))
+    assert batch.shape == (2, 27) and layout.tokens_per_timestep == 7
+    for b in range(2):
+        ids, kinds, local = _expected_row(layout, config, timesteps, steps[b], valid[b], 27, action_positions)
+        assert batch.token_ids[b].tolist() == ids
+        assert batch.token_kinds[b].tolist() == kinds
+        assert batch.local_positions[b].tolist() == local
+        assert batch.attention_mask[b].tolist() == [k != PAD for k in kinds]
+        assert batch.loss_mask[b].tolist() == [k == ACTION for k in kinds]
+    assert batch.prompted.tolist() == [True, False] and batch.prompt_from_end.tolist() == [False, False]
+    assert not len(batch.patch_index) and batch.patches.shape[0] == 0
+    exact = build_batch(layout, config, timesteps, steps, valid)  # default length: K timesteps exactly
+    assert torch.equal(exact.token_ids, batch.token_ids[:, :21])
+    one_more = build_batch(layout, config, timesteps, steps, valid, length=22)  # a single padding token
+    assert one_more.shape == (2, 22) and one_more.token_ids[:, 21].tolist() == [config.vocab.pad_id] * 2
+    with pytest.raises(ValueError, match="do not fit 20 tokens"):
+        build_batch(layout, config, timesteps, steps, valid, length=20)
+
+
+def test_build_batch_of_a_text_stream_counts_every_piece():
+    """Text: one-piece timesteps, no separator, no local positions, every real piece in the loss."""
+    config = GatoConfig.from_preset("cpu-tiny")
+    layout = TimestepLayout.text()
+    pieces = np.arange(10, 18, dtype=np.int32).reshape(8, 1)
+    timesteps = Timesteps(pieces, None, np.zeros((8, 0), np.int32), np.zeros((8, 0), np.int32))
+    steps, valid = np.arange(8).reshape(2, 4), np.array([[True] * 4, [True, True, False, False]])
+    batch = build_batch(layout, config, timesteps, steps, valid, length=5)
+    for b in range(2):
+        ids, kinds, local = _expected_row(layout, config, timesteps, steps[b], valid[b], 5, "local")
+        assert batch.token_ids[b].tolist() == ids and batch.token_kinds[b].tolist() == kinds
+        assert batch.local_positions[b].tolist() == local == [-1] * 5
+        assert batch.loss_mask[b].tolist() == [k == TEXT for k in kinds]
+    assert batch.loss_mask.sum() == 6 and batch.token_ids[0, :4].tolist() == [10, 11, 12, 13]
+
+
+def test_build_batch_places_each_frame_patch_at_its_token():
+    """Frames: every real timestep's patches, in order, at the flat index of their tokens, with
+    the quantized row and column ranges of their place in the grid (Sec. 2.2 / App. B)."""
+    config = GatoConfig.from_preset("cpu-tiny")
+    layout = TimestepLayout((32, 48, 3), 0, 1, True, return_tokens=1)  # a return token before the frame
+    assert layout.grid == (2, 3) and layout.tokens_per_timestep == 9
+    rng = np.random.default_rng(1)
+    timesteps = Timesteps(
+        np.zeros((4, 0), np.int32),
+        rng.integers(0, 256, (4, 6, 3, 16, 16), dtype=np.uint8),
+        np.zeros((4, 0), np.int32),
+        rng.integers(0, 6, (4, 1)).astype(np.int32),
+        rng.integers(1024, 2048, (4, 1)).astype(np.int32),
+    )
+    steps, valid = np.array([[3, 1], [2, 0]]), np.array([[True, True], [False, True]])
+    batch = build_batch(layout, config, timesteps, steps, valid, length=20)
+    rows, cols = patch_intervals(2, 3, config.position_bins)
+    expected_index, expected_patches = [], []
+    for b in range(2):
+        for k in range(2):
+            if valid[b, k]:
+                for p in range(6):
+                    expected_index.append(b * 20 + k * 9 + 1 + p)
+                    expected_patches.append(timesteps.patches[steps[b, k], p])
+        ids, kinds, local = _expected_row(layout, config, timesteps, steps[b], valid[b], 20, "none")
+        assert batch.token_ids[b].tolist() == ids and batch.token_kinds[b].tolist() == kinds
+    assert batch.patch_index.tolist() == expected_index
+    assert np.array_equal(batch.patches.numpy(), np.stack(expected_patches))
+    assert np.array_equal(batch.patch_row_ranges.numpy(), np.tile(rows, (3, 1)))
+    assert np.array_equal(batch.patch_col_ranges.numpy(), np.tile(cols, (3, 1)))
+    assert all(batch.token_kinds.flatten()[i] == IMAGE for i in expected_index)
