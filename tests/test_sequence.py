@@ -378,3 +378,54 @@ def test_build_batch_places_each_frame_patch_at_its_token():
     assert np.array_equal(batch.patch_row_ranges.numpy(), np.tile(rows, (3, 1)))
     assert np.array_equal(batch.patch_col_ranges.numpy(), np.tile(cols, (3, 1)))
     assert all(batch.token_kinds.flatten()[i] == IMAGE for i in expected_index)
+
+
+def test_tokenized_episodes_read_their_layout_and_returns_per_episode():
+    """Without a task the layout comes from the arrays; with return conditioning each episode's
+    returns-to-go restart at its own end; lengths and starts index the concatenated timesteps."""
+    config = GatoConfig.from_preset("cpu-tiny", return_conditioning=True)
+    tokenizer = Tokenizer(config)
+    episodes = mujoco_episodes(lengths=(4, 3), obs_dim=3, action_dim=2)
+    for e, episode in enumerate(episodes):
+        episode.rewards[:] = np.arange(len(episode)) + 10 * e
+    data = TokenizedEpisodes(episodes, tokenizer, "walker")
+    assert data.name == "walker" and data.promptable and data.num_episodes == 2
+    assert data.layout == TimestepLayout(None, 3, 2, False, config.patch_size, return_tokens=1)
+    assert data.lengths.tolist() == [4, 3] and data.starts.tolist() == [0, 4]
+    to_go = [3 + 2 + 1 + 0, 3 + 2 + 1, 3 + 2, 3, 10 + 11 + 12, 11 + 12, 12]
+    expected = tokenizer.encode_continuous(np.array(to_go, np.float64)[:, None] / config.return_scale)
+    assert data.timesteps.return_ids.reshape(-1).tolist() == np.asarray(expected).reshape(-1).tolist()
+    observations = np.concatenate([e.observations for e in episodes])
+    assert np.array_equal(data.timesteps.value_ids, tokenizer.encode_observation_values(observations, ()))
+    assert np.array_equal(data.counted_ids, data.action_ids) and data.action_ids.shape == (7, 2)
+    # integer readings are discrete values; frames and buttons give an image layout with one action
+    readings = {"joints": np.full((5, 2), 0.5, np.float32), "lives": np.full((5, 1), 3, np.int64)}
+    with_counts = [Episode(readings, np.zeros((5, 2), np.float32), np.ones(5), True)]
+    counts = TokenizedEpisodes(with_counts, Tokenizer(GatoConfig.from_preset("cpu-tiny")))
+    assert counts.layout.discrete_values == (2,) and counts.layout.return_tokens == 0
+    assert counts.timesteps.value_ids[0, 2] == 3  # a discrete value is its own id
+    frames = TokenizedEpisodes(atari_episodes(), Tokenizer(GatoConfig.from_preset("cpu-tiny")))
+    assert frames.layout == TimestepLayout((80, 80, 3), 0, 1, True)
+    assert frames.timesteps.patches.shape == (29, 25, 3, 16, 16)
+
+
+def test_tokenized_episodes_name_what_does_not_fit():
+    from gato_min.envs import get_task
+
+    with pytest.raises(ValueError, match="dataset: no episodes"):
+        TokenizedEpisodes([], TOKENIZER)
+    with pytest.raises(ValueError, match="^walker2d: no episodes"):  # no name: the task's
+        TokenizedEpisodes([], TOKENIZER, task=get_task("walker2d"))
+    mixed = mujoco_episodes(lengths=(5, 5), action_dim=2)
+    mixed[1] = Episode(mixed[1].observations, np.zeros((5, 3), np.float32), mixed[1].rewards, True)
+    with pytest.raises(ValueError, match="episode 1 has actions of shape \\(3,\\), episode 0 has \\(2,\\)"):
+        TokenizedEpisodes(mixed, TOKENIZER, "hopper")
+    small = GatoConfig.from_preset("cpu-tiny", max_local_positions=4)
+    with pytest.raises(ValueError, match="5 observation tokens, more than max_local_positions=4"):
+        TokenizedEpisodes(mujoco_episodes(lengths=(3,)), Tokenizer(small), "hopper")
+    TokenizedEpisodes(mujoco_episodes(lengths=(3,), obs_dim=4), Tokenizer(small), "hopper")  # exactly 4 fit
+    with pytest.raises(ValueError, match="at least two tokens, got 1"):
+        TokenizedEpisodes.from_text(np.array([5]), TOKENIZER)
+    text = TokenizedEpisodes.from_text(np.array([[5, 6, 7]]), TOKENIZER, "prose")
+    assert text.name == "prose" and not text.promptable and text.layout == TimestepLayout.text(CONFIG.patch_size)
+    assert text.counted_ids.reshape(-1).tolist() == [5, 6, 7] and text.lengths.tolist() == [3]
