@@ -23,6 +23,7 @@ from gato_min.sequence import (
     Timesteps,
     TokenizedEpisodes,
     build_batch,
+    encode_timesteps,
 )
 from gato_min.tokenize import Tokenizer
 
@@ -429,3 +430,45 @@ def test_tokenized_episodes_name_what_does_not_fit():
     text = TokenizedEpisodes.from_text(np.array([[5, 6, 7]]), TOKENIZER, "prose")
     assert text.name == "prose" and not text.promptable and text.layout == TimestepLayout.text(CONFIG.patch_size)
     assert text.counted_ids.reshape(-1).tolist() == [5, 6, 7] and text.lengths.tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    "task, tokens",
+    [("halfcheetah", (17, 6, 24)), ("hopper", (11, 3, 15)), ("walker2d", (17, 6, 24)), ("pong", (0, 1, 27))],
+)
+def test_each_shipped_task_has_the_timestep_of_sec_2_1(task, tokens):
+    """[patches or readings, '|', actions]: a torque per joint, one token for a button."""
+    from gato_min.envs import get_task
+
+    spec = get_task(task)
+    values, actions, per_timestep = tokens
+    layout = TimestepLayout.for_task(spec)
+    assert (layout.num_values, layout.action_dim, layout.tokens_per_timestep) == tokens
+    assert layout.discrete_actions == spec.discrete_actions and layout.patch_size == 16
+    assert layout.image_shape == ((80, 80, 3) if spec.image_observations else None)
+    assert layout.first_action == per_timestep - actions and layout.discrete_values == ()
+    conditioned = TimestepLayout.for_task(spec, patch_size=8, returns=True)
+    assert conditioned.return_tokens == 1 and conditioned.patch_size == 8
+    patches = 100 if spec.image_observations else 0  # 80 x 80 in 8 x 8 patches
+    assert conditioned.tokens_per_timestep == 1 + patches + values + 1 + actions
+    assert conditioned.kinds()[0] == CONTINUOUS and conditioned.local_positions("local")[0] == 0
+
+
+def test_encode_timesteps_checks_what_it_is_given():
+    layout = TimestepLayout(None, 5, 2, False, return_tokens=1)
+    observations = np.linspace(-1, 1, 15).reshape(3, 5)
+    with pytest.raises(ValueError, match="pass returns_to_go"):
+        encode_timesteps(layout, TOKENIZER, observations)
+    with pytest.raises(ValueError, match="hold 4 values per timestep; the layout has 5"):
+        encode_timesteps(layout, TOKENIZER, observations[:, :4], returns_to_go=np.zeros(3))
+    steps = encode_timesteps(layout, TOKENIZER, observations, returns_to_go=np.array([250.0, 100.0, -3.0]))
+    assert steps.action_ids.shape == (3, 2) and not steps.action_ids.any()  # no action yet: zeros
+    assert steps.return_ids[:, 0].tolist() == TOKENIZER.encode_continuous(np.array([2.5, 1.0, -0.03])).tolist()
+    nested = {"b": observations[:, 2:], "a": observations[:, :2]}  # flattened in key order: a, then b
+    regrouped = np.concatenate([observations[:, :2], observations[:, 2:]], axis=1)
+    assert np.array_equal(
+        encode_timesteps(layout, TOKENIZER, nested, returns_to_go=np.zeros(3)).value_ids,
+        encode_timesteps(layout, TOKENIZER, regrouped, returns_to_go=np.zeros(3)).value_ids,
+    )
+    text = encode_timesteps(TimestepLayout.text(), TOKENIZER, text_ids=[4, 5, 6])
+    assert text.text_ids.tolist() == [[4], [5], [6]] and text.value_ids.shape == (3, 0) and text.patches is None
