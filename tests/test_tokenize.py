@@ -271,3 +271,44 @@ def test_text_model_with_wrong_piece_count_is_refused(tmp_path):
 
 def test_vocab_layout_is_a_value():
     assert VocabLayout(1024) == SMALL.vocab
+
+
+def test_bin_edges_tile_minus_one_one_uniformly():
+    from gato_min.tokenize import bin_edges
+
+    assert bin_edges(4).tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    edges = bin_edges()
+    assert len(edges) == 1025 and edges[0] == -1.0 and edges[-1] == 1.0
+    np.testing.assert_allclose(np.diff(edges), 2 / 1024)
+    np.testing.assert_allclose((edges[:-1] + edges[1:]) / 2, bin_centers())  # each centre mid-way
+
+
+@pytest.mark.parametrize("mu, m", [(100.0, 256.0), (20.0, 4.0)])
+def test_the_tokenizer_decodes_its_own_observation_and_action_ids(mu, m):
+    """Observations go through mu-law with the config's mu and M; actions do not (App. B)."""
+    tokenizer = Tokenizer(SMALL.replace(mu=mu, mu_law_m=m))
+    values = np.array([[-3.0, -0.2, 0.0, 0.01, 0.7, 2.5]])
+    ids = tokenizer.encode_continuous(values)
+    decoded = tokenizer.decode_continuous(ids)
+    half_bin = 1 / 1024
+    companded = mu_law_encode(values, mu=mu, m=m)
+    assert np.all(np.abs(mu_law_encode(decoded, mu=mu, m=m) - companded) <= half_bin + 1e-9)
+    assert np.array_equal(decoded, mu_law_decode(bin_centers()[ids - SMALL.vocab.continuous_offset], mu=mu, m=m))
+    actions = np.array([[-1.0, -0.3, 0.0, 0.45, 1.0]])
+    action_ids = tokenizer.encode_actions(actions)
+    assert np.array_equal(action_ids - SMALL.vocab.continuous_offset, discretize(actions).reshape(-1))
+    assert np.array_equal(tokenizer.decode_actions(action_ids), bin_centers()[discretize(actions).reshape(-1)])
+
+
+def test_observation_values_mix_companded_bins_and_integers():
+    """Sec. 2.1: integer readings are their own ids (not shifted); the rest are companded and binned."""
+    readings = np.array([[0.5, 3.0, -2.0, 7.0], [0.1, 0.0, 4.0, 1.0]])
+    ids = Tokenizer(SMALL).encode_observation_values(readings, (1, 3))
+    assert ids.dtype == np.int32 and ids.shape == (2, 4)
+    assert ids[:, [1, 3]].tolist() == [[3, 7], [0, 1]]
+    tokenizer = Tokenizer(SMALL)
+    assert np.array_equal(ids[:, [0, 2]].reshape(-1), tokenizer.encode_continuous(readings[:, [0, 2]]))
+    everything = tokenizer.encode_observation_values(readings)  # no discrete column: all binned
+    assert np.array_equal(everything.reshape(-1), tokenizer.encode_continuous(readings))
+    with pytest.raises(ValueError, match=r"observation values \[1\] are discrete \(integers\); got fractional"):
+        Tokenizer(SMALL).encode_observation_values(readings + 0.25, (1,))
