@@ -472,3 +472,33 @@ def test_encode_timesteps_checks_what_it_is_given():
     )
     text = encode_timesteps(TimestepLayout.text(), TOKENIZER, text_ids=[4, 5, 6])
     assert text.text_ids.tolist() == [[4], [5], [6]] and text.value_ids.shape == (3, 0) and text.patches is None
+
+
+def test_tokenized_episodes_of_a_task_take_its_layout_and_action_range():
+    """With `task`: the task's layout (return token per the config) and its actions scaled from
+    the task's range to [-1, 1]; integer readings the task calls continuous are refused; an
+    array of uint8 readings is not a frame."""
+    import dataclasses
+
+    from gato_min.envs import get_task
+
+    spec = dataclasses.replace(get_task("hopper"), action_low=(0.0, 0.0, 0.0), action_high=(2.0, 2.0, 2.0))
+    episodes = [Episode(np.full((4, 11), 0.25, np.float32), np.full((4, 3), 1.5, np.float32), np.ones(4), True)]
+    for conditioned in (False, True):
+        config = GatoConfig.from_preset("cpu-tiny", patch_size=8, return_conditioning=conditioned)
+        data = TokenizedEpisodes(episodes, Tokenizer(config), task=spec)
+        assert data.layout == TimestepLayout.for_task(spec, 8, conditioned) and data.layout.return_tokens == conditioned
+        expected = Tokenizer(config).encode_actions(np.full((4, 3), 0.5))  # 1.5 in [0, 2] is 0.5 in [-1, 1]
+        assert data.action_ids.reshape(-1).tolist() == np.asarray(expected).reshape(-1).tolist()
+    counts = {"joints": np.zeros((4, 10), np.float32), "contacts": np.ones((4, 1), np.int64)}
+    with pytest.raises(ValueError, match=r"hopper: observation values \[0\] are integers, but task 'hopper'"):
+        TokenizedEpisodes([Episode(counts, np.zeros((4, 3), np.float32), np.ones(4), True)], TOKENIZER, task=spec)
+    readings = [Episode(np.full((4, 6), 7, np.uint8), np.zeros((4, 2), np.float32), np.ones(4), True)]
+    layout = TokenizedEpisodes(readings, TOKENIZER).layout
+    assert layout.image_shape is None and layout.num_values == 6 and layout.discrete_values == tuple(range(6))
+    disagree = [
+        Episode({"a": np.ones((3, 1), np.int64)}, np.zeros((3, 2), np.float32), np.ones(3), True),
+        Episode({"a": np.ones((3, 1), np.float32)}, np.zeros((3, 2), np.float32), np.ones(3), True),
+    ]
+    with pytest.raises(ValueError, match="^arm: episodes disagree on which observation values are integers"):
+        TokenizedEpisodes(disagree, TOKENIZER, "arm")
