@@ -449,8 +449,10 @@ print("every run trained in at most 10 minutes and was scored over 30 episodes; 
 # measurements in that folder's command file rule out easy culprits: reading the torques from a
 # sharpened distribution or from the bins near the most likely one stays inside the noise, and
 # the shipped expert playing through the tokens (readings encoded and decoded, torques binned)
-# scores 91.5 to 105.1 against 99.5 on raw inputs, falling itself in 3 of 20 episodes. Walker2d
-# stays below 90 over two seeds.
+# scores 91.5 to 105.1 against 99.5 on raw inputs, falling itself in 3 of 20 episodes. Width
+# moved the weak seed: a model twice as wide scored 98.1 with seed 1 at 4,500 steps (about 12
+# minutes of training, so not in the table), and 88.9 pooled at the 3,400 steps that fit in 10
+# minutes. Walker2d stays below 90 over two seeds within 10 minutes.
 
 # %%
 walker_runs = {
@@ -461,6 +463,9 @@ walker_runs = {
         ]
         for episodes in (1000, 2000)
     },
+    "twice as wide, 3,400 steps": [
+        stored_run("screen-walker2d-steps-data") / f"wide-ep1000-steps3400-seed{seed}" for seed in (0, 1)
+    ],
 }
 walker_table = {}
 for setting, folders in walker_runs.items():
@@ -475,7 +480,7 @@ for (setting, seed), (score, half, loss, seconds, _) in walker_table.items():
 # %%
 settings_order = list(walker_runs)
 for seed in (0, 1):  # loss: lower with more steps, and lower again with more data
-    losses = [walker_table[(setting, seed)][2] for setting in settings_order]
+    losses = [walker_table[(setting, seed)][2] for setting in settings_order[:3]]
     assert losses[0] > losses[1] > losses[2], (seed, losses)
 for setting in settings_order:  # the score: below 90 pooled, each seed inside the noise of the others
     assert np.mean([walker_table[(setting, seed)][0] for seed in (0, 1)]) < 90, setting
