@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from gato_min import stored
 
@@ -124,7 +125,9 @@ print(json.dumps(out))
         assert Path(folder) == tmp_path / "cache" / "results" / name
         assert context == json.loads((RESULTS / name / "config.json").read_text())["context_length"]
         assert rows == len((RESULTS / name / "metrics.jsonl").read_text().splitlines()) and steps > 0
-        assert parameters > 1_000_000 and reports and all(r.startswith("eval") for r in reports)
+        stored_weights = load_file(RESULTS / name / "model.safetensors")
+        assert parameters == sum(t.numel() for t in stored_weights.values())  # every stored tensor loaded, none made up
+        assert reports and all(r.startswith("eval") for r in reports)
 
 
 def test_fetches_once_then_uses_the_cache(no_checkout, monkeypatch):
