@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_sequence import atari_episodes, mujoco_episodes
 
+from gato_min.batch import Batch, concat_batches
 from gato_min.config import GatoConfig
 from gato_min.model import GatoModel, KVCache, gaussian_bin_targets, smooth_value_embeddings
 from gato_min.sampling import SequenceSampler
@@ -98,8 +99,6 @@ def test_cache_drops_its_oldest_tokens_and_forgets_reset_rows():
 
 def test_concatenated_batches_embed_as_their_parts():
     """Mixing tasks in one step concatenates batches: image patches must follow their rows."""
-    from gato_min.batch import concat_batches
-
     first, second = _batch(atari_episodes, 2), _batch(mujoco_episodes, 1)
     third = _batch(atari_episodes, 1)
     model = GatoModel(CONFIG).eval()
@@ -199,8 +198,6 @@ def test_smoothed_loss_by_hand_on_a_batch_of_buttons_and_torques():
     """`bin_smoothing`: every counted continuous token (a torque) is scored against the smoothed
     histogram of its bin, every discrete one (a button) against its own token, and the counted
     positions are the same as without smoothing."""
-    from gato_min.batch import concat_batches
-
     torch.manual_seed(0)
     model = GatoModel(CONFIG).eval()
     batch = concat_batches([_batch(atari_episodes, 1), _batch(mujoco_episodes, 1)])
@@ -235,8 +232,6 @@ def test_smoothed_loss_by_hand_on_a_batch_of_buttons_and_torques():
 
 def _rows(batch, rows):
     """Sequences `rows` of a batch without image patches (MuJoCo), in that order."""
-    from gato_min.batch import Batch
-
     assert not len(batch.patch_index)
     index = torch.tensor(rows)
     per_patch = ("patches", "patch_index", "patch_row_ranges", "patch_col_ranges")

@@ -1,5 +1,6 @@
 """Embedding, position encodings and sequence layout (Reed et al., 2022, Sec. 2.1-2.3, App. C.2-C.3)."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from gato_min.config import GatoConfig
 from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
+from gato_min.envs import get_task
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import (
@@ -411,8 +413,6 @@ def test_tokenized_episodes_read_their_layout_and_returns_per_episode():
 
 
 def test_tokenized_episodes_name_what_does_not_fit():
-    from gato_min.envs import get_task
-
     with pytest.raises(ValueError, match="dataset: no episodes"):
         TokenizedEpisodes([], TOKENIZER)
     with pytest.raises(ValueError, match="^walker2d: no episodes"):  # no name: the task's
@@ -438,8 +438,6 @@ def test_tokenized_episodes_name_what_does_not_fit():
 )
 def test_each_shipped_task_has_the_timestep_of_sec_2_1(task, tokens):
     """[patches or readings, '|', actions]: a torque per joint, one token for a button."""
-    from gato_min.envs import get_task
-
     spec = get_task(task)
     values, actions, per_timestep = tokens
     layout = TimestepLayout.for_task(spec)
@@ -478,10 +476,6 @@ def test_tokenized_episodes_of_a_task_take_its_layout_and_action_range():
     """With `task`: the task's layout (return token per the config) and its actions scaled from
     the task's range to [-1, 1]; integer readings the task calls continuous are refused; an
     array of uint8 readings is not a frame."""
-    import dataclasses
-
-    from gato_min.envs import get_task
-
     spec = dataclasses.replace(get_task("hopper"), action_low=(0.0, 0.0, 0.0), action_high=(2.0, 2.0, 2.0))
     episodes = [Episode(np.full((4, 11), 0.25, np.float32), np.full((4, 3), 1.5, np.float32), np.ones(4), True)]
     for conditioned in (False, True):
