@@ -12,7 +12,15 @@ from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_fil
 from gato_min.data.policies import load_policy
 from gato_min.data.reference import normalized_score
 from gato_min.evaluate import mean_ci
-from gato_min.tools.demo import DEMO_CONFIG, STORED_RECIPE, demo_config, demo_settings, run_demo
+from gato_min.tools.demo import (
+    DEMO_CONFIG,
+    DEMO_STEPS,
+    STORED_RECIPE,
+    demo_config,
+    demo_settings,
+    run_demo,
+    task_recipe,
+)
 
 TINY = GatoConfig.from_preset("cpu-tiny", context_length=24, action_positions="local", value_init="smooth")
 
@@ -146,3 +154,24 @@ def test_the_demo_says_where_its_score_stands_with_the_stored_figures():
         assert rows[-1]["step"] == STORED_RECIPE["steps"]
         minutes.append(rows[-1]["elapsed_s"] / 60)
     assert round(float(np.mean(minutes)), 1) == STORED_RECIPE["train_minutes"]
+
+
+@pytest.mark.parametrize("task", ["halfcheetah", "hopper", "walker2d"])
+def test_each_stored_fast_run_is_what_the_demo_of_its_task_trains(task):
+    """`demo --task T --seed S` reproduces results/T-fast(-seed1): the same model, data and
+    training settings, including Walker2d's departures (1,000 episodes at N(0, 0.5), width 96)."""
+    root = Path(__file__).resolve().parents[1]
+    for seed, run in enumerate((f"results/{task}-fast", f"results/{task}-fast-seed1")):
+        data, settings = demo_settings(DEMO_STEPS, task=task, seed=seed)
+        assert json.loads((root / run / "config.json").read_text()) == json.loads(demo_config(task).to_json())
+        assert json.loads((root / run / "settings.json").read_text()) == dataclasses.asdict(settings)
+        stored_data = json.loads((root / run / "data.json").read_text())
+        assert {k: stored_data[k] for k in ("episodes", "action_noise", "record")} == {
+            "episodes": data.episodes,
+            "action_noise": data.action_noise,
+            "record": data.record,
+        }
+    recipe = task_recipe(task)
+    assert (recipe["episodes"], recipe["action_noise"], recipe["d_model"]) == (
+        (1000, 0.5, 96) if task == "walker2d" else (500, 0.3, 64)
+    )

@@ -191,7 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo task (default {DEMO_TASK})")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
     p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
-    p.add_argument("--episodes", type=int, default=500, help="expert episodes to collect")
+    p.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="expert episodes to collect (default: the task's recipe, 500; walker2d 1000)",
+    )
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes played to score the agent")
     p.add_argument("--processes", type=int, default=2, help="data-parallel training processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process (default 1)")
