@@ -26,6 +26,7 @@ from gato_min.sequence import (
     TokenizedEpisodes,
     build_batch,
     encode_timesteps,
+    returns_to_go,
 )
 from gato_min.tokenize import Tokenizer
 
@@ -231,7 +232,11 @@ def test_text_batches_count_every_token():
 
 def test_observation_sizes_that_disagree_within_a_task_are_refused():
     episodes = mujoco_episodes() + mujoco_episodes(lengths=(5,), obs_dim=6)
-    with pytest.raises(ValueError, match="episode 4 has observations of shape \\(6,\\), episode 0 has \\(5,\\)"):
+    message = (
+        r"episode 4 has observations of shape \(6,\), episode 0 has \(5,\); "
+        "all timesteps of a task must have the same observation size$"
+    )
+    with pytest.raises(ValueError, match=message):
         TokenizedEpisodes(episodes, TOKENIZER, "hopper")
 
 
@@ -425,8 +430,10 @@ def test_tokenized_episodes_name_what_does_not_fit():
     with pytest.raises(ValueError, match="5 observation tokens, more than max_local_positions=4"):
         TokenizedEpisodes(mujoco_episodes(lengths=(3,)), Tokenizer(small), "hopper")
     TokenizedEpisodes(mujoco_episodes(lengths=(3,), obs_dim=4), Tokenizer(small), "hopper")  # exactly 4 fit
-    with pytest.raises(ValueError, match="at least two tokens, got 1"):
+    with pytest.raises(ValueError, match="^text: a text stream needs at least two tokens, got 1"):  # default name
         TokenizedEpisodes.from_text(np.array([5]), TOKENIZER)
+    pair = TokenizedEpisodes.from_text(np.array([5, 6]), TOKENIZER)  # two tokens are enough: one input, one target
+    assert pair.name == "text" and pair.lengths.tolist() == [2] and pair.counted_ids.reshape(-1).tolist() == [5, 6]
     text = TokenizedEpisodes.from_text(np.array([[5, 6, 7]]), TOKENIZER, "prose")
     assert text.name == "prose" and not text.promptable and text.layout == TimestepLayout.text(CONFIG.patch_size)
     assert text.counted_ids.reshape(-1).tolist() == [5, 6, 7] and text.lengths.tolist() == [3]
@@ -455,7 +462,8 @@ def test_each_shipped_task_has_the_timestep_of_sec_2_1(task, tokens):
 def test_encode_timesteps_checks_what_it_is_given():
     layout = TimestepLayout(None, 5, 2, False, return_tokens=1)
     observations = np.linspace(-1, 1, 15).reshape(3, 5)
-    with pytest.raises(ValueError, match="pass returns_to_go"):
+    missing = r"^this layout opens each timestep with a return-to-go token: pass returns_to_go \(N,\)$"
+    with pytest.raises(ValueError, match=missing):
         encode_timesteps(layout, TOKENIZER, observations)
     with pytest.raises(ValueError, match="hold 4 values per timestep; the layout has 5"):
         encode_timesteps(layout, TOKENIZER, observations[:, :4], returns_to_go=np.zeros(3))
@@ -496,3 +504,155 @@ def test_tokenized_episodes_of_a_task_take_its_layout_and_action_range():
     ]
     with pytest.raises(ValueError, match="^arm: episodes disagree on which observation values are integers"):
         TokenizedEpisodes(disagree, TOKENIZER, "arm")
+
+
+def _values_layout_and_timesteps():
+    """A small value layout (a return token, three readings, '|', two actions) and six timesteps."""
+    layout = TimestepLayout(None, 3, 2, False, return_tokens=1)
+    rng = np.random.default_rng(2)
+    timesteps = Timesteps(
+        np.zeros((6, 0), np.int32),
+        None,
+        rng.integers(1024, 2048, (6, 3)).astype(np.int32),
+        rng.integers(1024, 2048, (6, 2)).astype(np.int32),
+        rng.integers(1024, 2048, (6, 1)).astype(np.int32),
+    )
+    return layout, timesteps
+
+
+def test_build_batch_reads_its_masks_as_truth_values_and_defaults_to_no_prompt():
+    """`valid`, `prompted` and `from_end` given as 0/1 lists make the same boolean batch as bool
+    arrays; without `prompted` / `from_end` every row is unprompted: (B,) boolean False."""
+    config = GatoConfig.from_preset("cpu-tiny")
+    layout, timesteps = _values_layout_and_timesteps()
+    steps = np.array([[0, 1, 2], [5, 3, 4]])
+    valid = np.array([[True, False, True], [True, True, False]])
+    as_bools = build_batch(
+        layout, config, timesteps, steps, valid, 24, prompted=np.array([True, False]), from_end=np.array([False, True])
+    )
+    as_numbers = build_batch(
+        layout, config, timesteps, steps.tolist(), valid.astype(int).tolist(), 24, prompted=[1, 0], from_end=[0, 1]
+    )
+    for field in ("token_ids", "token_kinds", "local_positions", "loss_mask", "attention_mask", "prompted"):
+        expected, got = getattr(as_bools, field), getattr(as_numbers, field)
+        assert got.dtype == expected.dtype and torch.equal(got, expected), field
+    assert as_numbers.attention_mask.dtype == torch.bool and as_numbers.attention_mask.sum() == 4 * 7
+    assert as_numbers.prompted.tolist() == [True, False] and as_numbers.prompt_from_end.tolist() == [False, True]
+    assert as_numbers.prompt_from_end.dtype == torch.bool
+    unprompted = build_batch(layout, config, timesteps, steps, valid)
+    for mask in (unprompted.prompted, unprompted.prompt_from_end):
+        assert mask.dtype == torch.bool and mask.tolist() == [False, False]
+
+
+def test_build_batch_quantizes_patch_places_to_the_configured_position_bins():
+    """A 2 x 3 grid over 64 bins (not the paper's 128): rows [0, 32) and [32, 64), columns
+    [0, 21), [21, 42), [42, 64) (floor of i * 64 / n), tiled once per real timestep."""
+    config = GatoConfig.from_preset("cpu-tiny", position_bins=64)
+    layout = TimestepLayout((32, 48, 3), 0, 1, True)
+    timesteps = Timesteps(
+        np.zeros((2, 0), np.int32),
+        np.zeros((2, 6, 3, 16, 16), np.uint8),
+        np.zeros((2, 0), np.int32),
+        np.zeros((2, 1), np.int32),
+    )
+    batch = build_batch(layout, config, timesteps, np.array([[0, 1]]), np.array([[True, True]]))
+    rows = [[0, 32]] * 3 + [[32, 64]] * 3
+    cols = [[0, 21], [21, 42], [42, 64]] * 2
+    assert batch.patch_row_ranges.tolist() == rows * 2 and batch.patch_col_ranges.tolist() == cols * 2
+
+
+def test_timesteps_concat_joins_every_field_in_order():
+    """Acting joins a timestep of fed action ids to the current observations: every field is the
+    parts' rows one after the other; without frames the patches stay None; one part is itself."""
+
+    def part(start, count, frames):
+        numbers = np.arange(start, start + count, dtype=np.int32)[:, None]
+        patches = np.full((count, 2, 3, 4, 4), start, np.uint8) if frames else None
+        return Timesteps(numbers, patches, numbers + 100, np.hstack([numbers + 200, numbers + 300]), numbers + 400)
+
+    for frames in (True, False):
+        first, second = part(0, 2, frames), part(10, 3, frames)
+        joined = Timesteps.concat([first, second])
+        assert len(joined) == 5
+        assert joined.text_ids[:, 0].tolist() == [0, 1, 10, 11, 12]
+        assert joined.value_ids[:, 0].tolist() == [100, 101, 110, 111, 112]
+        assert joined.action_ids.tolist() == [[200, 300], [201, 301], [210, 310], [211, 311], [212, 312]]
+        assert joined.return_ids[:, 0].tolist() == [400, 401, 410, 411, 412]
+        if frames:
+            assert joined.patches.shape == (5, 2, 3, 4, 4)
+            assert joined.patches[:, 0, 0, 0, 0].tolist() == [0, 0, 10, 10, 10]
+        else:
+            assert joined.patches is None
+        alone = Timesteps.concat([second])
+        assert alone.text_ids[:, 0].tolist() == [10, 11, 12] and (alone.patches is None) == (not frames)
+
+
+def test_returns_to_go_accumulate_in_float64():
+    """Episode rewards are float32; their sums are taken in float64, so a long episode's
+    returns-to-go carry no float32 round-off: R_t = (T - t) * r for a constant reward r."""
+    reward = np.float32(0.1)
+    to_go = returns_to_go(np.full(1000, reward, np.float32))
+    assert to_go.dtype == np.float64
+    np.testing.assert_allclose(to_go, np.arange(1000, 0, -1) * float(reward), rtol=1e-12)
+    assert returns_to_go([1, 2, 3]).tolist() == [6.0, 5.0, 3.0]
+
+
+def test_layout_checks_and_keeps_the_integer_columns_it_is_given():
+    """`discrete_values` must index the observation values (the last one is the value count
+    less one); a task that declares integer columns lays them out as discrete tokens."""
+    assert TimestepLayout(None, 3, 2, False, discrete_values=(0, 2)).kinds()[:3].tolist() == [
+        DISCRETE,
+        CONTINUOUS,
+        DISCRETE,
+    ]
+    with pytest.raises(ValueError, match=r"^discrete_values \(3,\) must index the 3 observation values$"):
+        TimestepLayout(None, 3, 2, False, discrete_values=(3,))
+    spec = dataclasses.replace(get_task("hopper"), discrete_values=(0, 4))
+    layout = TimestepLayout.for_task(spec)
+    assert layout.discrete_values == (0, 4)
+    assert [column for column, kind in enumerate(layout.kinds()[:11]) if kind == DISCRETE] == [0, 4]
+
+
+def test_text_layout_is_one_text_token_in_the_configured_patch_size():
+    """A text timestep: one text token, no values, no actions (so no separator), not discrete;
+    its patch size is the config's, so a text batch's (empty) patches concatenate with the
+    frames of an image task's batch."""
+    assert TimestepLayout.text(8) == TimestepLayout(None, 0, 0, False, 8, text_tokens=1)
+    assert TimestepLayout.text() == TimestepLayout(None, 0, 0, False, text_tokens=1)  # the layout's default, 16
+    config = GatoConfig.from_preset("cpu-tiny", patch_size=8)
+    text = TokenizedEpisodes.from_text(np.arange(20), Tokenizer(config))
+    steps = np.arange(8)[None, :]
+    batch = build_batch(text.layout, config, text.timesteps, steps, np.ones_like(steps, dtype=bool))
+    assert batch.patches.shape == (0, 3, 8, 8)
+
+
+def test_frames_are_cut_in_the_configured_patch_size():
+    """Frames read from the arrays (no task) are cut into patches of the config's size: an 80 x 80
+    frame in 8 x 8 patches is a 10 x 10 grid, patch (r, c) holding pixels [8r, 8r + 8) x [8c, 8c + 8)."""
+    config = GatoConfig.from_preset("cpu-tiny", patch_size=8)
+    episodes = atari_episodes(lengths=(3,))
+    data = TokenizedEpisodes(episodes, Tokenizer(config))
+    assert data.layout == TimestepLayout((80, 80, 3), 0, 1, True, 8) and data.layout.num_patches == 100
+    frame = episodes[0].observations[2]
+    assert data.timesteps.patches.shape == (3, 100, 3, 8, 8)
+    for r, c in [(0, 0), (3, 7), (9, 9)]:
+        expected = frame[8 * r : 8 * r + 8, 8 * c : 8 * c + 8].transpose(2, 0, 1)
+        assert np.array_equal(data.timesteps.patches[2, 10 * r + c], expected)
+
+
+def test_float_observations_of_several_axes_are_readings_not_frames():
+    """Only uint8 (T, H, W, C) arrays are frames: float observations of shape (T, 2, 2, 2) are
+    eight readings a timestep."""
+    observations = np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 2, 2, 2)
+    data = TokenizedEpisodes([Episode(observations, np.zeros((3, 2), np.float32), np.ones(3), True)], TOKENIZER)
+    assert data.layout.image_shape is None and data.layout.num_values == 8 and data.timesteps.patches is None
+    assert np.array_equal(
+        data.timesteps.value_ids, TOKENIZER.encode_observation_values(observations.reshape(3, 8).astype(np.float64))
+    )
+
+
+def test_action_ids_are_int32_that_the_marginal_baseline_can_count():
+    """Buttons and torques both tokenize to int32 ids (the baseline counts them with np.bincount)."""
+    for data in (TokenizedEpisodes(atari_episodes(), TOKENIZER), TokenizedEpisodes(mujoco_episodes(), TOKENIZER)):
+        assert data.action_ids.dtype == np.int32 and data.counted_ids.dtype == np.int32
+        assert np.bincount(data.counted_ids.reshape(-1)).sum() == data.action_ids.size
