@@ -338,6 +338,12 @@ class TokenizedEpisodes:
         else:
             frames = first_observations.dtype == np.uint8 and first_observations.ndim == 4
             discrete = first.actions.dtype.kind in "iu"
+            if discrete and int(np.prod(first.actions.shape[1:])) != 1:
+                raise ValueError(
+                    f"{label}: integer actions of shape {first.actions.shape[1:]} per timestep; a button "
+                    "action is one integer a timestep (shape (T,) or (T, 1)), and several integer columns "
+                    "need a task that says what they are (task=TaskSpec)"
+                )
             self.layout = TimestepLayout(
                 first_observations.shape[1:] if frames else None,
                 0 if frames else int(np.prod(first_observations.shape[1:])),

@@ -549,6 +549,14 @@ ROWS = [
         "values must be integers in [0, 1024)",
     ),
     (
+        "integer-actions-several-columns-no-task",
+        lambda t, r, c: TokenizedEpisodes(
+            [Episode(np.zeros((3, 2), np.float32), np.zeros((3, 2), np.int64), np.ones(3), True)], Tokenizer(CONFIG)
+        ),
+        ValueError,
+        "integer actions of shape (2,) per timestep",
+    ),
+    (
         "layout-discrete-column-outside",
         lambda t, r, c: TimestepLayout(None, 3, 2, False, discrete_values=(5,)),
         ValueError,

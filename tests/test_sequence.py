@@ -426,6 +426,11 @@ def test_tokenized_episodes_name_what_does_not_fit():
     mixed[1] = Episode(mixed[1].observations, np.zeros((5, 3), np.float32), mixed[1].rewards, True)
     with pytest.raises(ValueError, match="episode 1 has actions of shape \\(3,\\), episode 0 has \\(2,\\)"):
         TokenizedEpisodes(mixed, TOKENIZER, "hopper")
+    two_buttons = [Episode(e.observations, np.zeros((5, 2), np.int64), e.rewards, True) for e in mixed]
+    with pytest.raises(ValueError, match=r"^pad: integer actions of shape \(2,\) per timestep; a button"):
+        TokenizedEpisodes(two_buttons, TOKENIZER, "pad")  # several integer columns need a task to say what they are
+    one_button = [Episode(e.observations, np.zeros((5, 1), np.int64), e.rewards, True) for e in mixed]
+    assert TokenizedEpisodes(one_button, TOKENIZER, "pad").layout.action_dim == 1
     small = GatoConfig.from_preset("cpu-tiny", max_local_positions=4)
     with pytest.raises(ValueError, match="5 observation tokens, more than max_local_positions=4"):
         TokenizedEpisodes(mujoco_episodes(lengths=(3,)), Tokenizer(small), "hopper")
