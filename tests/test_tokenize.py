@@ -1,7 +1,11 @@
 """Tokenization (gato_min.tokenize) against the paper's rules, Reed et al. (2022), Sec. 2.1 and App. B."""
 
+import re
+import warnings
+
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -9,16 +13,21 @@ from hypothesis.extra.numpy import arrays
 from gato_min.config import GatoConfig
 from gato_min.observations import flatten_nested
 from gato_min.tokenize import (
+    TextTokenizer,
     Tokenizer,
     VocabLayout,
     bin_centers,
+    bin_edges,
+    cut_patches,
     detokenize_continuous,
     discretize,
     image_to_patches,
     mu_law_decode,
     mu_law_encode,
+    normalize_pixels,
     patch_grid,
     patches_to_image,
+    shipped_text_model,
     tokenize_continuous,
     tokenize_discrete,
 )
@@ -226,6 +235,7 @@ def test_bad_discrete_values(values, error):
         (np.zeros((16, 16, 2), np.uint8), ValueError, "1 or 3 channels"),
         (np.zeros((16,), np.uint8), ValueError, "shape"),
         (np.zeros((0, 16, 3), np.uint8), ValueError, "non-empty"),
+        (np.zeros((16, 0, 3), np.uint8), ValueError, "non-empty"),
     ],
 )
 def test_bad_images(image, error, match):
@@ -252,7 +262,7 @@ def test_text_ids_out_of_range_and_non_strings_are_refused():
     tokenizer = Tokenizer(SMALL)
     with pytest.raises(ValueError, match=r"text ids in \[0, 1024\)"):
         tokenizer.decode_text([1024])
-    with pytest.raises(TypeError, match="text must be a str"):
+    with pytest.raises(TypeError, match="text must be a str, got bytes"):  # names the type it was given
         tokenizer.encode_text(b"bytes")
 
 
@@ -262,8 +272,6 @@ def test_missing_text_model_for_the_paper_vocabulary_is_a_clear_error():
 
 
 def test_text_model_with_wrong_piece_count_is_refused(tmp_path):
-    from gato_min.tokenize import shipped_text_model
-
     config = GatoConfig.from_preset("cpu-small", text_vocab_size=2048, text_model=str(shipped_text_model(1024)))
     with pytest.raises(ValueError, match="has 1024 pieces but config.text_vocab_size is 2048"):
         Tokenizer(config).encode_text("hello")
@@ -274,8 +282,6 @@ def test_vocab_layout_is_a_value():
 
 
 def test_bin_edges_tile_minus_one_one_uniformly():
-    from gato_min.tokenize import bin_edges
-
     assert bin_edges(4).tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
     edges = bin_edges()
     assert len(edges) == 1025 and edges[0] == -1.0 and edges[-1] == 1.0
@@ -312,3 +318,171 @@ def test_observation_values_mix_companded_bins_and_integers():
     assert np.array_equal(everything.reshape(-1), tokenizer.encode_continuous(readings))
     with pytest.raises(ValueError, match=r"observation values \[1\] are discrete \(integers\); got fractional"):
         Tokenizer(SMALL).encode_observation_values(readings + 0.25, (1,))
+
+
+# ---------------------------------------------------------------- continuous and discrete values, more cases
+
+
+def test_integer_readings_tokenize_like_the_same_floats():
+    """Integer arrays are real numbers too: a reading of 3 is binned exactly as 3.0."""
+    as_ints = np.array([-300, -3, 0, 2, 256], dtype=np.int64)
+    assert np.array_equal(tokenize_continuous(as_ints, PAPER.vocab), tokenize_continuous(as_ints * 1.0, PAPER.vocab))
+    np.testing.assert_array_equal(mu_law_encode(np.array([0, 256])), [0.0, mu_law_encode(256.0)])
+
+
+def test_a_non_finite_value_is_reported_by_value_and_flat_index():
+    readings = np.array([[0.5, 1.0, 2.0], [3.0, -np.inf, np.nan]])  # flat indices 4 and 5 are bad
+    with pytest.raises(ValueError, match=r"values must be finite; found -inf at flat index 4 \(2 non-finite values\)"):
+        tokenize_continuous(readings, PAPER.vocab)
+
+
+def test_continuous_bins_follow_the_vocabulary_bin_count():
+    """With 8 bins on [-1, 1] each bin is 0.25 wide; ids start at the text size."""
+    vocab = VocabLayout(text_size=20, num_bins=8)
+    actions = [-1.0, -0.3, 0.0, 0.99, 1.0, 7.0]  # bins 0, floor(0.7 / 0.25) = 2, 4, 7, 7 (right edge), 7 (clipped)
+    ids = tokenize_continuous(actions, vocab, compand=False)
+    assert ids.tolist() == [20, 22, 24, 27, 27, 27]
+    assert detokenize_continuous(ids, vocab, compand=False).tolist() == [-0.875, -0.375, 0.125, 0.875, 0.875, 0.875]
+
+
+def test_all_out_of_range_ids_are_counted_and_the_first_is_named():
+    with pytest.raises(ValueError, match=r"found 33024 \(2 ids outside\)"):
+        detokenize_continuous([32000, 33024, 5], PAPER.vocab)
+
+
+def test_boolean_discrete_values_become_integer_ids():
+    ids = tokenize_discrete(np.array([[True, False], [False, True]]), PAPER.vocab)
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 0, 0, 1]
+
+
+def test_boolean_observation_columns_are_discrete_ids():
+    """Buttons held as booleans: every column discrete, so nothing goes through the continuous bins."""
+    pressed = np.array([[True, False, True], [False, False, True]])
+    ids = Tokenizer(SMALL).encode_observation_values(pressed, (0, 1, 2))
+    assert ids.tolist() == [[1, 0, 1], [0, 0, 1]]
+
+
+def test_huge_values_tokenize_without_numpy_overflow_warnings():
+    """Readings and actions near the float limit clip to the end bins silently; mu-law past the
+    float range is beyond +-1, also silently."""
+    huge = np.finfo(np.float64).max
+    tokenizer = Tokenizer(PAPER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tokenizer.encode_actions([huge, -huge]).tolist() == [33023, 32000]
+        assert tokenizer.encode_continuous([huge, -huge]).tolist() == [33023, 32000]
+        beyond = mu_law_encode(np.array([1e307, -1e307]))
+    assert beyond[0] > 1 and beyond[1] < -1
+
+
+# ---------------------------------------------------------------- images, more cases
+
+
+def test_cut_patches_defaults_to_the_papers_16_pixel_patches():
+    image = np.arange(32 * 32 * 3, dtype=np.int64).reshape(32, 32, 3).astype(np.uint8)
+    patches = cut_patches(image)
+    assert patches.dtype == np.uint8 and patches.shape == (4, 3, 16, 16)
+    assert np.array_equal(patches[3], image[16:, 16:].transpose(2, 0, 1))  # bottom-right patch, channels first
+
+
+def test_other_patch_sizes_cut_pad_and_scale_with_that_size():
+    """An 8-pixel patch: a 12x20 image pads to 16x24 (2 x 3 patches), pixels scaled by 1/sqrt(8)."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(12, 20, 3), dtype=np.uint8)
+    padded = np.zeros((16, 24, 3), np.float64)
+    padded[:12, :20] = image
+    patches = image_to_patches(image, patch_size=8)
+    assert patches.shape == (6, 3, 8, 8)
+    for k in range(6):
+        r, c = divmod(k, 3)
+        block = padded[8 * r : 8 * (r + 1), 8 * c : 8 * (c + 1)].transpose(2, 0, 1)
+        np.testing.assert_allclose(patches[k], (block / 127.5 - 1) / np.sqrt(8), atol=1e-6)
+    tokenizer = Tokenizer(GatoConfig.from_preset("cpu-tiny", patch_size=8))
+    np.testing.assert_array_equal(tokenizer.encode_image(image), patches)
+
+
+def test_a_one_pixel_wide_image_is_one_black_padded_patch():
+    image = np.full((5, 1, 3), 9, np.uint8)
+    patches = cut_patches(image)
+    assert patches.shape == (1, 3, 16, 16)
+    assert np.all(patches[0, :, :5, :1] == 9) and patches.sum() == 9 * 5 * 3
+
+
+def test_batched_images_are_padded_only_in_height_and_width():
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, size=(2, 20, 20, 3), dtype=np.uint8)
+    patches = image_to_patches(frames)
+    assert patches.shape == (2, 4, 3, 16, 16)
+    for b in range(2):
+        np.testing.assert_array_equal(patches[b], image_to_patches(frames[b]))
+
+
+def test_numpy_and_torch_pixel_normalization_agree_exactly():
+    """The tokenizer scales pixels in numpy, the model scales uint8 patches in torch: the same floats."""
+    pixels = np.arange(256, dtype=np.uint8)
+    in_numpy = normalize_pixels(pixels)
+    in_torch = normalize_pixels(torch.from_numpy(pixels))
+    assert in_numpy.dtype == np.float32 and in_torch.dtype == torch.float32
+    assert np.array_equal(in_numpy, in_torch.numpy())
+
+
+def test_patches_to_image_gives_uint8_pixels_clipped_to_0_255():
+    image = np.random.default_rng(3).integers(0, 256, size=(32, 16, 3), dtype=np.uint8)
+    restored = patches_to_image(image_to_patches(image), 2, 1)
+    assert restored.dtype == np.uint8 and np.array_equal(restored, image)
+    # scaled value v is the pixel (4 v + 1) * 127.5: -1 -> -382.5, 0.26 -> 260.1, 1 -> 637.5
+    patches = np.zeros((1, 1, 16, 16))
+    patches[0, 0, 0, :3] = [-1.0, 0.26, 1.0]
+    assert patches_to_image(patches, 1, 1)[0, :3, 0].tolist() == [0, 255, 255]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(4, 3, 8, 8), (3, 3, 16, 16), (4, 16, 16)],  # wrong patch side, wrong patch count, no channel axis
+)
+def test_patches_of_the_wrong_shape_are_refused(shape):
+    with pytest.raises(ValueError, match=rf"patches must have shape \(4, C, 16, 16\), got {re.escape(str(shape))}"):
+        patches_to_image(np.zeros(shape), 2, 2)
+
+
+def test_non_finite_patches_name_the_patches():
+    patches = np.zeros((1, 3, 16, 16))
+    patches[0, 1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="patches must be finite"):
+        patches_to_image(patches, 1, 1)
+
+
+# ---------------------------------------------------------------- text, more cases
+
+
+def test_the_default_shipped_text_model_has_1024_pieces():
+    path = shipped_text_model()
+    text = TextTokenizer(path)
+    assert text.model_file == path and text.vocab_size == 1024
+
+
+def test_a_missing_text_model_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.model does not exist"):
+        TextTokenizer(tmp_path / "absent.model")
+
+
+def test_text_decoding_accepts_id_zero_and_any_shape_and_refuses_non_integers():
+    tokenizer = Tokenizer(SMALL)
+    ids = tokenizer.encode_text("Gato plays Atari.")
+    assert isinstance(tokenizer.decode_text([0]), str)  # 0 is a text id (SentencePiece's unknown piece)
+    assert tokenizer.decode_text(ids.reshape(1, -1)) == "Gato plays Atari."  # flattened row-major
+    with pytest.raises(TypeError, match="ids must be an integer array"):
+        tokenizer.decode_text([1.5])
+
+
+def test_empty_text_encodes_to_no_integer_ids():
+    ids = Tokenizer(SMALL).encode_text("")
+    assert ids.dtype == np.int64 and ids.shape == (0,)
+
+
+def test_text_pieces_are_the_pieces_of_the_encoded_ids():
+    text = Tokenizer(SMALL).text
+    pieces = text.pieces("Gato plays Atari.")
+    ids = text.encode("Gato plays Atari.")
+    assert pieces == [text.processor.id_to_piece(int(i)) for i in ids]
+    assert "".join(pieces).replace("\u2581", " ").strip() == "Gato plays Atari."
