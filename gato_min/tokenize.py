@@ -179,17 +179,15 @@ def normalize_pixels(pixels, patch_size: int = 16):
     Takes a numpy array or a torch tensor and returns the same kind (the model normalizes uint8
     patches itself, so batches move 4x fewer bytes).
     """
-    try:
-        if isinstance(pixels, torch.Tensor):
-            if pixels.dtype != torch.uint8:
-                raise TypeError(f"pixels must be uint8 in [0, 255], got dtype {pixels.dtype}")
-            return (pixels.float() / 127.5 - 1.0) / float(np.sqrt(patch_size))
-    except ImportError:
-        pass
+    scale = float(np.sqrt(patch_size))  # a Python float: both paths divide in float32, bit for bit alike
+    if isinstance(pixels, torch.Tensor):
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"pixels must be uint8 in [0, 255], got dtype {pixels.dtype}")
+        return (pixels.float() / 127.5 - 1.0) / scale
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
         raise TypeError(f"image must be uint8 pixels in [0, 255], got dtype {pixels.dtype}")
-    return ((pixels.astype(np.float32) / 127.5 - 1.0) / np.sqrt(patch_size)).astype(np.float32)
+    return (pixels.astype(np.float32) / np.float32(127.5) - np.float32(1.0)) / np.float32(scale)
 
 
 def patch_grid(height: int, width: int, patch_size: int = 16) -> tuple[int, int]:

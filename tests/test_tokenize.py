@@ -420,10 +420,11 @@ def test_batched_images_are_padded_only_in_height_and_width():
 def test_numpy_and_torch_pixel_normalization_agree_exactly():
     """The tokenizer scales pixels in numpy, the model scales uint8 patches in torch: the same floats."""
     pixels = np.arange(256, dtype=np.uint8)
-    in_numpy = normalize_pixels(pixels)
-    in_torch = normalize_pixels(torch.from_numpy(pixels))
-    assert in_numpy.dtype == np.float32 and in_torch.dtype == torch.float32
-    assert np.array_equal(in_numpy, in_torch.numpy())
+    for patch_size in (16, 1, 2, 8, 9, 32):  # 16 is the paper's; the others divide by an inexact root
+        in_numpy = normalize_pixels(pixels, patch_size)
+        in_torch = normalize_pixels(torch.from_numpy(pixels), patch_size)
+        assert in_numpy.dtype == np.float32 and in_torch.dtype == torch.float32
+        assert np.array_equal(in_numpy, in_torch.numpy()), patch_size
 
 
 def test_patches_to_image_gives_uint8_pixels_clipped_to_0_255():
