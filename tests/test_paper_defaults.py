@@ -18,7 +18,7 @@ from gato_min.data.training_set import DataSettings
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.model import GatoModel
 from gato_min.optim import TrainSettings, learning_rate, make_optimizer
-from gato_min.positions import patch_intervals, sample_positions
+from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals, sample_positions
 from gato_min.sampling import SequenceSampler
 from gato_min.sequence import ACTION, CONTINUOUS, SEPARATOR, TokenizedEpisodes
 from gato_min.tokenize import (
@@ -125,6 +125,13 @@ def test_patch_positions_quantize_to_128_bins_and_local_positions_index_512_rows
     assert [t.num_embeddings for t in local] == [512]
     rows, _ = patch_intervals(5, 5)  # a 5 x 5 grid: row i covers [i/5, (i+1)/5) of the 128 bins
     assert rows[::5, 0].tolist() == [0, 25, 51, 76, 102] and rows[-1, 1] == 128
+
+
+def test_position_encodings_built_without_sizes_take_128_bins_and_512_local_rows():
+    patch, local = PatchPositionEncoding(8), LocalPositionEncoding(8)
+    assert patch.bins == patch.row_table.num_embeddings == patch.col_table.num_embeddings == 128
+    assert local.max_positions == local.table.num_embeddings == 512
+    assert np.array_equal(patch_intervals(3, 3)[0], patch_intervals(3, 3, 128)[0])
 
 
 @pytest.mark.parametrize("n", [1, 5, 100, 128])
