@@ -37,8 +37,10 @@ def patch_intervals(rows: int, cols: int, bins: int = 128) -> tuple[np.ndarray, 
         raise ValueError(f"a {rows} x {cols} patch grid has more rows or columns than position bins ({bins})")
 
     def ranges(n: int) -> np.ndarray:
-        edges = np.floor(np.arange(n + 1) / n * bins).astype(np.int64)  # pixel interval edges, normalized, quantized
-        return np.stack([edges[:-1], np.maximum(edges[1:], edges[:-1] + 1)], axis=1)
+        # interval edges, normalized to [0, 1] and quantized to bins: floor(i / n * bins), in integers so
+        # that no edge lands a bin low by rounding (in floats, 100 bins over 50 rows start row 29 at bin 57, not 58)
+        edges = np.arange(n + 1, dtype=np.int64) * bins // n
+        return np.stack([edges[:-1], edges[1:]], axis=1)  # n <= bins: every range holds at least one bin
 
     row_ranges, col_ranges = ranges(rows), ranges(cols)
     grid_rows, grid_cols = np.divmod(np.arange(rows * cols), cols)

@@ -1,10 +1,13 @@
 """Position encodings and the embedding that adds them (gato_min.positions, gato_min.embed; App. C.2-C.3).
 
-What the paper-defaults file does not pin: patch ranges stay non-empty for any bin count; sampled
+What the paper-defaults file does not pin: patch ranges tile the bins at exact edges for any bin count; sampled
 and mean indices stay on their ranges' device; which table rows the row, column and local
 encodings add, and to which tokens; that training draws both indices from the caller's generator;
 that the embedding sizes its tables from the config; and the patch block's own patch size.
 """
+
+import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -54,16 +57,19 @@ def _mean_index(ranges):
 # ---------------------------------------------------------------- patch ranges and indices
 
 
-@pytest.mark.parametrize("bins", [22, 47, 128])
-def test_every_patch_range_is_nonempty_and_holds_its_evaluation_index(bins):
-    """Grids up to one row per bin; at bins = 22 or 47 some float edges i / n * bins land just
-    below an integer, so two edges fall in one bin and the range must still be widened to one."""
+@pytest.mark.parametrize("bins", [22, 47, 100, 128])
+def test_patch_ranges_tile_the_bins_at_exact_edges_and_hold_their_evaluation_index(bins):
+    """Row i of n covers [i / n, (i + 1) / n) of the image, quantized to floor(i * bins / n), worked
+    out exactly with fractions. In floats some edges land a bin low (100 bins over 50 rows put
+    row 29 at 57, and at 22 or 47 bins two edges can share a bin, so ranges overlap); the ranges
+    must tile [0, bins) with no gap or overlap for every grid up to one row per bin."""
     for n in range(1, bins + 1):
         rows, cols = patch_intervals(n, 1, bins)
-        assert np.all(rows[:, 1] > rows[:, 0]) and cols.tolist() == [[0, bins]] * n
+        edges = [math.floor(Fraction(i * bins, n)) for i in range(n + 1)]
+        assert rows.tolist() == [[low, high] for low, high in zip(edges[:-1], edges[1:])], n
+        assert cols.tolist() == [[0, bins]] * n
         middle = _mean_index(torch.from_numpy(rows))
         assert np.all((middle.numpy() >= rows[:, 0]) & (middle.numpy() < rows[:, 1]))
-        assert rows[0, 0] == 0 and rows[-1, 1] == bins
 
 
 @pytest.mark.parametrize("training", [True, False])
