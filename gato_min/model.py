@@ -73,7 +73,15 @@ class KVCache:
             self.slot_time.fill_(-1)
             self.time = 0
         else:
-            self.keep[torch.as_tensor(rows, dtype=torch.long, device=self.keep.device)] = False
+            self.keep[self._row_indices(rows)] = False
+
+    def _row_indices(self, rows) -> torch.Tensor:
+        """Row numbers as a long tensor on the cache's device; a boolean mask is refused, since
+        converting it to integers would name rows 0 and 1 instead of the rows it marks."""
+        rows = torch.as_tensor(rows, device=self.keep.device)
+        if rows.dtype == torch.bool or (rows.numel() and rows.is_floating_point()):
+            raise TypeError(f"rows must be row numbers (ints), got a tensor of dtype {rows.dtype}")
+        return rows.to(torch.long).reshape(-1)
 
     def begin(self, new: int, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Claim slots for `new` tokens about to be added (evicting the oldest when full) and
@@ -121,7 +129,7 @@ class KVCache:
         size = prefix.length
         if size > self.capacity:
             raise ValueError(f"a prefix of {size} tokens does not fit a cache of capacity {self.capacity}")
-        rows = torch.as_tensor(rows, dtype=torch.long, device=self.keep.device).reshape(-1)
+        rows = self._row_indices(rows)
         if self.length < size:  # claim the missing slots; no other sequence keeps them
             claimed = torch.zeros(self.batch_size, size - self.length, dtype=torch.bool, device=self.keep.device)
             self.begin(size - self.length, keep=claimed)

@@ -104,6 +104,13 @@ def test_cache_drops_its_oldest_tokens_and_forgets_reset_rows():
     alone = model.extend(batch.window(60, 61), cache)[1]
     fresh = model.extend(batch.window(60, 61), KVCache(config, batch_size=2))[1]
     torch.testing.assert_close(alone, fresh, rtol=1e-5, atol=1e-5)  # row 1 sees only its new token
+    short = KVCache(config, batch_size=2, capacity=48)
+    model.extend(batch.window(0, 4), short)
+    for mask in (torch.tensor([False, True]), np.array([False, True]), [0.0, 1.0]):  # row numbers only
+        with pytest.raises(TypeError, match="rows must be row numbers"):
+            cache.reset(mask)
+        with pytest.raises(TypeError, match="rows must be row numbers"):
+            short.install_prefix(mask, short.prefix())
 
 
 def test_concatenated_batches_embed_as_their_parts():
