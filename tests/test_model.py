@@ -523,3 +523,33 @@ def test_a_cache_keeps_its_buffers_on_its_device_and_in_its_dtype():
     wide.install_prefix([], prefix)
     wide.reset([])
     assert torch.equal(wide.keep, before) and wide.length == 5
+
+
+@pytest.mark.parametrize("make", [mujoco_episodes, atari_episodes])
+def test_the_loss_computes_the_last_block_only_where_a_counted_token_comes_next(make):
+    """Training reads the final states before counted tokens alone, so the last block runs only
+    there: the loss and every gradient are those of the whole window's states, masked."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=96, n_layer=2)
+    torch.manual_seed(0)
+    model = GatoModel(config).eval()  # eval: the same patch positions on both paths
+    batch = _batch(make, size=3)
+    fast = model.loss(batch)
+    fast_grads = torch.autograd.grad(fast, list(model.parameters()), allow_unused=True)
+    counted = batch.loss_mask[:, 1:] & batch.attention_mask[:, 1:]
+    states = model.hidden_states(batch)[:, :-1][counted]
+    slow = F.cross_entropy(model.logits(states).float(), batch.token_ids[:, 1:][counted])
+    slow_grads = torch.autograd.grad(slow, list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    for name, a, b in zip([n for n, _ in model.named_parameters()], fast_grads, slow_grads):
+        if b is None:
+            assert a is None, name
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+    only = torch.zeros_like(batch.attention_mask)  # rows with different counts, one with none
+    only[0, [3, 7, 40]] = True
+    only[2, 5] = True
+    with torch.no_grad():
+        picked = model.hidden_states(batch, only=only)
+        torch.testing.assert_close(picked, model.hidden_states(batch)[only], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="takes no cache"):
+        model.hidden_states(batch, KVCache(config, batch_size=3), only=only)
