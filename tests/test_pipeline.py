@@ -159,10 +159,11 @@ def test_the_demo_says_where_its_score_stands_with_the_stored_figures():
 @pytest.mark.parametrize("task", ["halfcheetah", "hopper", "walker2d"])
 def test_each_stored_fast_run_is_what_the_demo_of_its_task_trains(task):
     """`demo --task T --seed S` reproduces results/T-fast(-seed1): the same model, data and
-    training settings, including Walker2d's departures (1,000 episodes at N(0, 0.5), width 96)."""
+    training settings, including Walker2d's departures (1,000 episodes at N(0, 0.5), width 96,
+    4,000 steps)."""
     root = Path(__file__).resolve().parents[1]
     for seed, run in enumerate((f"results/{task}-fast", f"results/{task}-fast-seed1")):
-        data, settings = demo_settings(DEMO_STEPS, task=task, seed=seed)
+        data, settings = demo_settings(task=task, seed=seed)
         assert json.loads((root / run / "config.json").read_text()) == json.loads(demo_config(task).to_json())
         assert json.loads((root / run / "settings.json").read_text()) == dataclasses.asdict(settings)
         stored_data = json.loads((root / run / "data.json").read_text())
@@ -172,6 +173,6 @@ def test_each_stored_fast_run_is_what_the_demo_of_its_task_trains(task):
             "record": data.record,
         }
     recipe = task_recipe(task)
-    assert (recipe["episodes"], recipe["action_noise"], recipe["d_model"]) == (
-        (1000, 0.5, 96) if task == "walker2d" else (500, 0.3, 64)
+    assert (recipe["episodes"], recipe["action_noise"], recipe["d_model"], recipe["steps"]) == (
+        (1000, 0.5, 96, 4000) if task == "walker2d" else (500, 0.3, 64, DEMO_STEPS)
     )
