@@ -159,8 +159,7 @@ def test_the_demo_says_where_its_score_stands_with_the_stored_figures():
 @pytest.mark.parametrize("task", ["halfcheetah", "hopper", "walker2d"])
 def test_each_stored_fast_run_is_what_the_demo_of_its_task_trains(task):
     """`demo --task T --seed S` reproduces results/T-fast(-seed1): the same model, data and
-    training settings, including Walker2d's departures (1,000 episodes at N(0, 0.5), width 96,
-    4,000 steps)."""
+    training settings, including Walker2d's departures (1,000 episodes at N(0, 0.5), width 96)."""
     root = Path(__file__).resolve().parents[1]
     for seed, run in enumerate((f"results/{task}-fast", f"results/{task}-fast-seed1")):
         data, settings = demo_settings(task=task, seed=seed)
@@ -174,5 +173,5 @@ def test_each_stored_fast_run_is_what_the_demo_of_its_task_trains(task):
         }
     recipe = task_recipe(task)
     assert (recipe["episodes"], recipe["action_noise"], recipe["d_model"], recipe["steps"]) == (
-        (1000, 0.5, 96, 4000) if task == "walker2d" else (500, 0.3, 64, DEMO_STEPS)
+        (1000, 0.5, 96, DEMO_STEPS) if task == "walker2d" else (500, 0.3, 64, DEMO_STEPS)
     )

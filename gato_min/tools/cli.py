@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help=f"training steps (default: the task's recipe, {DEMO_STEPS}; walker2d 4000)",
+        help=f"training steps (default: the task's recipe, {DEMO_STEPS})",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
     p.add_argument(

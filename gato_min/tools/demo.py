@@ -41,10 +41,9 @@ DEMO_STEPS = 4500
 
 # Where a task departs from the shared recipe, each departure measured (chapter 09, "Walker2d"):
 # the walker falls unless its data cover wider mistakes (1,000 episodes with N(0, 0.5) on the
-# played torques, not 500 with N(0, 0.3)) and its model is 1.5 times as wide (0.76M parameters),
-# trained for 4,000 steps instead of 4,500 so that it fits in 10 minutes on 2 cores.
+# played torques, not 500 with N(0, 0.3)) and its model is 1.5 times as wide (0.76M parameters).
 TASK_RECIPES: dict[str, dict] = {
-    "walker2d": {"episodes": 1000, "action_noise": 0.5, "d_model": 96, "d_ff": 384, "n_head": 3, "steps": 4000},
+    "walker2d": {"episodes": 1000, "action_noise": 0.5, "d_model": 96, "d_ff": 384, "n_head": 3},
 }
 SHARED_RECIPE = {"episodes": 500, "action_noise": 0.3, "d_model": 64, "d_ff": 256, "n_head": 2, "steps": DEMO_STEPS}
 
@@ -98,8 +97,8 @@ def demo_settings(
     `episodes` episodes (default: the task's recipe, 500; Walker2d 1,000) with N(0, 0.3) on its
     torques (Walker2d N(0, 0.5)) and its own torques are the labels; the noisy play returns less
     than 80 % of the expert's, so the return filter is off. `steps` (default: the task's recipe,
-    4,500; Walker2d 4,000) of 256 windows, peak rate 2e-3 after 100 warm-up steps, cosine to a
-    tenth; held-out losses and checkpoints every 500."""
+    4,500) of 256 windows, peak rate 2e-3 after 100 warm-up steps, cosine to a tenth; held-out
+    losses and checkpoints every 500."""
     recipe = task_recipe(task)
     data = DataSettings(
         tasks=(task,),
