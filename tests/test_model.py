@@ -529,7 +529,7 @@ def test_a_cache_keeps_its_buffers_on_its_device_and_in_its_dtype():
 def test_the_loss_computes_the_last_block_only_where_a_counted_token_comes_next(make):
     """Training reads the final states before counted tokens alone, so the last block runs only
     there: the loss and every gradient are those of the whole window's states, masked."""
-    config = GatoConfig.from_preset("cpu-tiny", context_length=96, n_layer=2)
+    config = GatoConfig.from_preset("cpu-tiny", context_length=96, n_layer=3)  # first, middle and last blocks
     torch.manual_seed(0)
     model = GatoModel(config).eval()  # eval: the same patch positions on both paths
     batch = _batch(make, size=3)
@@ -551,5 +551,5 @@ def test_the_loss_computes_the_last_block_only_where_a_counted_token_comes_next(
     with torch.no_grad():
         picked = model.hidden_states(batch, only=only)
         torch.testing.assert_close(picked, model.hidden_states(batch)[only], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="takes no cache"):
+    with pytest.raises(ValueError, match=r"^hidden_states\(only=\.\.\.\) computes a whole window; it takes no cache$"):
         model.hidden_states(batch, KVCache(config, batch_size=3), only=only)

@@ -427,7 +427,12 @@ def test_tokenized_episodes_name_what_does_not_fit():
     with pytest.raises(ValueError, match="episode 1 has actions of shape \\(3,\\), episode 0 has \\(2,\\)"):
         TokenizedEpisodes(mixed, TOKENIZER, "hopper")
     two_buttons = [Episode(e.observations, np.zeros((5, 2), np.int64), e.rewards, True) for e in mixed]
-    with pytest.raises(ValueError, match=r"^pad: integer actions of shape \(2,\) per timestep; a button"):
+    message = (
+        r"^pad: integer actions of shape \(2,\) per timestep; a button action is one integer a timestep "
+        r"\(shape \(T,\) or \(T, 1\)\), and several integer columns need a task that says what they are "
+        r"\(task=TaskSpec\)$"
+    )
+    with pytest.raises(ValueError, match=message):
         TokenizedEpisodes(two_buttons, TOKENIZER, "pad")  # several integer columns need a task to say what they are
     one_button = [Episode(e.observations, np.zeros((5, 1), np.int64), e.rewards, True) for e in mixed]
     assert TokenizedEpisodes(one_button, TOKENIZER, "pad").layout.action_dim == 1
