@@ -377,22 +377,25 @@ print("the screen's claims hold")
 # %% [markdown]
 # ## The demo's recipe on three bodies
 #
-# `python -m gato_min demo --task T --steps 4500 --seed S` trains that recipe (one timestep a
-# window, so HalfCheetah and Walker2d get 24 tokens, Hopper 15) on each shipped MuJoCo task's
-# DART data, for two training seeds, and each run plays 30 fresh episodes without a prompt
-# (`results/<task>-fast`, `-seed1`: their command files). A bar is one training seed; the
-# dashed line is the expert.
+# `python -m gato_min demo --task T --seed S` trains that recipe (one timestep a window, so
+# HalfCheetah and Walker2d get 24 tokens, Hopper 15) on each shipped MuJoCo task's DART data,
+# for two training seeds, and each run plays 30 fresh episodes without a prompt
+# (`results/<task>-fast`, `-seed1`: their command files). Walker2d departs from the shared
+# recipe where the next section measured it must (`demo.TASK_RECIPES`): 1,000 episodes at
+# N(0, 0.5) on the played torques instead of 500 at N(0, 0.3), and a model 1.5 times as wide. A
+# bar is one training seed; the dashed line is the expert.
 #
-# What it says: read by the mean of the bins, HalfCheetah (about 5 minutes of training) and
-# Hopper (3.4 minutes: 15 tokens a timestep) play like the expert with both seeds. Walker2d
-# does not (about 70): many of its episodes end in a fall. A Walker2d run of 8,500 steps (its
-# command file) reached a lower held-out loss and no better score, so the gap is errors that
-# compound once the walker leaves the states of the data, not too little training. A wider DART
-# tube is the lever that moved it: N(0, 0.5) on the played torques instead of N(0, 0.3) scored
-# 83.9 ± 11.1, N(0, 0.7) 46.6 ± 7.1 (one seed each, `results/screen-walker2d-noise`), and 1,000
-# episodes at N(0, 0.5) 102.2 ± 8.1 with seed 0 but 70.7 ± 13.3 with seed 1 (`results/walker2d-dart05`,
-# `-seed1`): the seeds disagree, which the next section measures. Pooled over
-# the two seeds, the most likely bin trails the mean on every task.
+# What it says: read by the mean of the bins, all three play like the expert with both seeds:
+# HalfCheetah in about 5 minutes of training, Hopper in 3.4 (15 tokens a timestep), Walker2d in
+# 9.6 and 8.3 minutes. On the shared recipe Walker2d stayed near 70 (71.8 and 68.8,
+# `results/screen-walker2d-noise`, `noise03-seed0`, `-seed1`): many of its episodes ended in a
+# fall, and 8,500 steps reached a lower held-out loss and no better score, so the gap was errors
+# that compound once the walker leaves the states of the data, not too little training. A wider
+# DART tube was the first lever: N(0, 0.5) scored 83.9 ± 11.1, N(0, 0.7) 46.6 ± 7.1 (one seed
+# each, same folder), and 1,000 episodes at N(0, 0.5) 102.2 ± 8.1 with seed 0 but 70.7 ± 13.3
+# with seed 1 (`results/walker2d-dart05`, `-seed1`): the seeds disagreed, and the next section
+# measures what closed the gap. Pooled over the two seeds, the most likely bin trails the mean
+# on every task.
 
 # %%
 fast_runs = {
@@ -429,9 +432,8 @@ for (task, seed), minutes in train_minutes.items():
 for key, minutes in train_minutes.items():
     assert minutes <= 10, key  # each trained in at most 10 minutes on 2 cores
     assert len(recipe_scores[key + ("mean",)]["returns"]) == 30, key
-for task in ("halfcheetah", "hopper"):  # at the expert's level with both seeds
+for task in ("halfcheetah", "hopper", "walker2d"):  # at the expert's level with both seeds
     assert all(recipe_scores[(task, seed, "mean")]["score_mean"] >= 90 for seed in (0, 1)), task
-assert all(recipe_scores[("walker2d", seed, "mean")]["score_mean"] < 80 for seed in (0, 1))  # not yet
 for key in train_minutes:  # the mean of the bins ahead of the most likely bin, pooled over both seeds
     task = key[0]
     pooled = {r: np.mean([recipe_scores[(task, s, r)]["score_mean"] for s in (0, 1)]) for r in ("mean", "token")}
@@ -439,7 +441,7 @@ for key in train_minutes:  # the mean of the bins ahead of the most likely bin, 
 print("every run trained in at most 10 minutes and was scored over 30 episodes; the claims hold")
 
 # %% [markdown]
-# ## Walker2d: more steps and more data lower the loss, not the falls
+# ## Walker2d: more steps and more data lower the loss; width stops the falls
 #
 # On the wider tube, two training seeds each, 30 episodes each (`results/walker2d-dart05`,
 # `-seed1` and `results/screen-walker2d-steps-data`, their command files): 8,000 steps (about
@@ -452,7 +454,11 @@ print("every run trained in at most 10 minutes and was scored over 30 episodes; 
 # scores 91.5 to 105.1 against 99.5 on raw inputs, falling itself in 3 of 20 episodes. Width
 # moved the weak seed: a model twice as wide scored 98.1 with seed 1 at 4,500 steps (about 12
 # minutes of training, so not in the table), and 88.9 pooled at the 3,400 steps that fit in 10
-# minutes. Walker2d stays below 90 over two seeds within 10 minutes.
+# minutes. A model 1.5 times as wide (d_model 96, 3 heads, feed-forward 384; 0.76M parameters)
+# at 4,500 steps is Walker2d's recipe (the last row: `results/walker2d-fast`, `-seed1`). It fits
+# in 10 minutes because training computes the last block only at the positions whose outputs
+# the loss reads (`GatoModel.hidden_states(only=...)`: 6 of 24 in a timestep; the same loss and
+# gradients, 1.2 times the steps per second).
 
 # %%
 walker_runs = {
@@ -466,6 +472,7 @@ walker_runs = {
     "twice as wide, 3,400 steps": [
         stored_run("screen-walker2d-steps-data") / f"wide-ep1000-steps3400-seed{seed}" for seed in (0, 1)
     ],
+    "1.5 times as wide, 4,500 steps": [stored_run("walker2d-fast"), stored_run("walker2d-fast-seed1")],
 }
 walker_table = {}
 for setting, folders in walker_runs.items():
@@ -475,17 +482,20 @@ for setting, folders in walker_runs.items():
         walker_table[(setting, seed)] = (row["score_mean"], row["score_ci95"], last["heldout"]["walker2d"],
                                          last["elapsed_s"], len(row["returns"]))
 for (setting, seed), (score, half, loss, seconds, _) in walker_table.items():
-    print(f"{setting:28s} seed {seed}: {score:5.1f} ± {half:4.1f}  held-out loss {loss:.3f}  {seconds:3.0f} s")
+    print(f"{setting:31s} seed {seed}: {score:5.1f} ± {half:4.1f}  held-out loss {loss:.3f}  {seconds:3.0f} s")
 
 # %%
 settings_order = list(walker_runs)
 for seed in (0, 1):  # loss: lower with more steps, and lower again with more data
     losses = [walker_table[(setting, seed)][2] for setting in settings_order[:3]]
     assert losses[0] > losses[1] > losses[2], (seed, losses)
-for setting in settings_order:  # the score: below 90 pooled, each seed inside the noise of the others
-    assert np.mean([walker_table[(setting, seed)][0] for seed in (0, 1)]) < 90, setting
+for setting in settings_order:  # every run: 30 episodes, at most 10 minutes of training
     assert all(walker_table[(setting, seed)][4] == 30 and walker_table[(setting, seed)][3] <= 600 for seed in (0, 1))
-print("more steps and more data lower the held-out loss; Walker2d stays below 90 over two seeds")
+for setting in settings_order[:-1]:  # more steps, more data, or twice the width in 10 minutes: below 90 pooled
+    assert np.mean([walker_table[(setting, seed)][0] for seed in (0, 1)]) < 90, setting
+recipe = settings_order[-1]  # 1.5 times as wide, 4,500 steps: at least 90 with each seed
+assert all(walker_table[(recipe, seed)][0] >= 90 for seed in (0, 1))
+print("more steps and more data lower the held-out loss; 1.5 times the width lifts Walker2d past 90 with both seeds")
 
 # %% [markdown]
 # ## Return conditioning: a return-to-go token opens the timestep
