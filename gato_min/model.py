@@ -303,6 +303,8 @@ class GatoModel(nn.Module):
         """Final hidden states (B, L, d_model). `only` (B, L) bool (no cache): just the states at
         those positions, (N, d_model) in row-major order as `states[only]` would give, with the
         last block computed only there (training reads the outputs before counted tokens alone)."""
+        if only is not None and cache is not None:
+            raise ValueError("hidden_states(only=...) computes a whole window; it takes no cache")
         x = self.embedding(batch)
         if cache is None and x.shape[1] > self.config.context_length:
             raise ValueError(f"sequence of {x.shape[1]} tokens exceeds context_length={self.config.context_length}")
@@ -313,8 +315,6 @@ class GatoModel(nn.Module):
         else:
             mask = None
         if only is not None:
-            if cache is not None:
-                raise ValueError("hidden_states(only=...) computes a whole window; it takes no cache")
             return self.ln_f(self._last_block_at(x, only))
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer, mask)

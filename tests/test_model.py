@@ -551,5 +551,7 @@ def test_the_loss_computes_the_last_block_only_where_a_counted_token_comes_next(
     with torch.no_grad():
         picked = model.hidden_states(batch, only=only)
         torch.testing.assert_close(picked, model.hidden_states(batch)[only], rtol=1e-5, atol=1e-6)
+    untouched = KVCache(config, batch_size=3)
     with pytest.raises(ValueError, match=r"^hidden_states\(only=\.\.\.\) computes a whole window; it takes no cache$"):
-        model.hidden_states(batch, KVCache(config, batch_size=3), only=only)
+        model.hidden_states(batch, untouched, only=only)
+    assert untouched.time == 0 and not untouched.keep.any()  # refused before any slot was claimed

@@ -189,12 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
     p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo task (default {DEMO_TASK})")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=f"training steps (default: the task's recipe, {DEMO_STEPS})",
-    )
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
     p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
     p.add_argument(
         "--episodes",

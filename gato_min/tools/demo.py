@@ -45,7 +45,7 @@ DEMO_STEPS = 4500
 TASK_RECIPES: dict[str, dict] = {
     "walker2d": {"episodes": 1000, "action_noise": 0.5, "d_model": 96, "d_ff": 384, "n_head": 3},
 }
-SHARED_RECIPE = {"episodes": 500, "action_noise": 0.3, "d_model": 64, "d_ff": 256, "n_head": 2, "steps": DEMO_STEPS}
+SHARED_RECIPE = {"episodes": 500, "action_noise": 0.3, "d_model": 64, "d_ff": 256, "n_head": 2}
 
 
 def task_recipe(task: str) -> dict:
@@ -91,14 +91,13 @@ STORED_RECIPE = {
 
 
 def demo_settings(
-    steps: int | None = None, episodes: int | None = None, task: str = DEMO_TASK, seed: int = 0
+    steps: int = DEMO_STEPS, episodes: int | None = None, task: str = DEMO_TASK, seed: int = 0
 ) -> tuple[DataSettings, TrainSettings]:
     """The data and training settings of the demo (and of the stored fast runs): the expert plays
     `episodes` episodes (default: the task's recipe, 500; Walker2d 1,000) with N(0, 0.3) on its
     torques (Walker2d N(0, 0.5)) and its own torques are the labels; the noisy play returns less
-    than 80 % of the expert's, so the return filter is off. `steps` (default: the task's recipe,
-    4,500) of 256 windows, peak rate 2e-3 after 100 warm-up steps, cosine to a tenth; held-out
-    losses and checkpoints every 500."""
+    than 80 % of the expert's, so the return filter is off. 256 windows a step, peak rate 2e-3
+    after 100 warm-up steps, cosine to a tenth; held-out losses and checkpoints every 500."""
     recipe = task_recipe(task)
     data = DataSettings(
         tasks=(task,),
@@ -108,7 +107,7 @@ def demo_settings(
         min_return_fraction=0.0,
     )
     return data, TrainSettings(
-        steps=recipe["steps"] if steps is None else steps,
+        steps=steps,
         batch_size=256,
         lr=2e-3,
         warmup_steps=100,
@@ -121,7 +120,7 @@ def demo_settings(
 
 def run_demo(
     out: str | Path = "runs/demo",
-    steps: int | None = None,
+    steps: int = DEMO_STEPS,
     episodes: int | None = None,
     eval_episodes: int = 10,
     threads: int = 1,
@@ -137,7 +136,7 @@ def run_demo(
 ) -> dict:
     """Collect, train and evaluate (resuming whatever an earlier call left in `out`); returns the
     summary that is also written to `<out>/demo.json`. `config` defaults to `demo_config(task)`
-    and `steps` and `episodes` to the task's recipe (`task_recipe`); `seed` is the training seed; `readout`
+    and `episodes` to the task's recipe (`task_recipe`); `seed` is the training seed; `readout`
     and `temperature` say how torques are read from the bins (`gato_min.agent.GatoAgent`).
     Training runs `processes` workers of `threads` torch threads each; collection and evaluation
     act on one thread (see `gato_min.distributed.torch_threads`).
@@ -153,7 +152,7 @@ def run_demo(
     config = demo_config(task) if config is None else config
     out = Path(out)
     data, settings = demo_settings(steps, episodes, task, seed)
-    episodes, steps = data.episodes, settings.steps
+    episodes = data.episodes
     times = {}
 
     def stage(number: int, text: str) -> float:
