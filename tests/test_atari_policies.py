@@ -46,3 +46,45 @@ def test_bad_arguments_are_named():
         PongPolicy(epsilon=1.5)
     with pytest.raises(ValueError, match="ram"):
         BreakoutPolicy().act(np.zeros(64, np.uint8))
+
+
+@pytest.mark.parametrize("task", sorted(ATARI_POLICIES))
+def test_a_random_button_leaves_the_plan_and_the_ball_tracking_current(task):
+    """epsilon-greedy play (the DART collection of chapter 10): at every step the player plans as
+    a noise-free twin in its place would, keeps that button in `intended`, and tracks the ball
+    even on the steps where it plays a random button; the paddle model remembers what was played."""
+    import copy
+
+    env = make_env(task)
+    env.reset(seed=0)
+    player = ATARI_POLICIES[task](epsilon=0.5, seed=3)
+    ball = {"pong": (49, 54), "breakout": (99, 101)}[task]
+    explored = 0
+    for _ in range(300):
+        ram = env.unwrapped.ale.getRAM()
+        twin = copy.deepcopy(player)
+        twin.epsilon = 0.0
+        twin.rng = copy.deepcopy(player.rng)
+        twin.rng.random()  # the player's explore draw comes first; keep the twins' draws aligned
+        action = player.act(ram)
+        assert player.intended == twin.act(ram)
+        assert player.past[0] == player.PUSH[action]
+        if ram[ball[1]] != 0:
+            assert player.prev_ball == (int(ram[ball[0]]), int(ram[ball[1]]))
+        explored += action != player.intended
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
+    assert 60 <= explored <= 150  # about 0.5 * (n - 1) / n of 300 steps play another button
+
+
+@pytest.mark.parametrize("task", sorted(ATARI_POLICIES))
+def test_the_ball_survives_the_80_by_80_box_filter(task):
+    """The registry's frame decision (gato_min.envs): at 80 x 80 the ball never vanishes."""
+    from gato_min.data.atari_policies import ball_contrast
+
+    contrasts = ball_contrast(task, steps=300)
+    assert len(contrasts) > 50 and contrasts.min() >= 30  # of 255 levels
+    with pytest.raises(KeyError, match="no ball colour known"):
+        ball_contrast("halfcheetah")

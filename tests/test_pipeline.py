@@ -64,10 +64,25 @@ def test_the_demo_plays_any_shipped_mujoco_task_with_its_seed(tmp_path):
     assert config["context_length"] == 15 == demo_config("hopper").context_length  # 11 readings, '|', 3 torques
     assert settings["seed"] == 3 and result["task"] == "hopper"
     assert json.loads((tmp_path / "hopper" / "demo.json").read_text())["seed"] == 3
-    with pytest.raises(ValueError, match="MuJoCo task"):
-        run_demo(tmp_path / "pong", task="pong", **kwargs)
     with pytest.raises(KeyError, match="nosuchtask"):
         run_demo(tmp_path / "none", task="nosuchtask", **kwargs)
+
+
+def test_the_demo_plays_atari_from_pixels_with_its_recipe(tmp_path):
+    """`demo --task pong`: DART data from the scripted player (epsilon as action_noise, planned
+    buttons recorded), windows of several timesteps (one frame shows no ball direction)."""
+    kwargs = dict(steps=4, episodes=2, eval_episodes=2, processes=1, cache=tmp_path / "cache", progress=False)
+    result = run_demo(tmp_path / "pong", task="pong", max_steps=6, **kwargs)
+    recipe = task_recipe("pong")
+    config = json.loads((tmp_path / "pong" / "run" / "config.json").read_text())
+    assert config["context_length"] == recipe["timesteps"] * 27  # 25 patches, '|', the button
+    assert config["patch_channels"] == recipe["patch_channels"]
+    settings = json.loads((tmp_path / "pong" / "run" / "settings.json").read_text())
+    assert settings["batch_size"] == recipe["batch_size"] and settings["steps"] == 4
+    data = json.loads((tmp_path / "pong" / "run" / "data.json").read_text())
+    assert (data["action_noise"], data["record"]) == (recipe["action_noise"], "intended")
+    assert result["task"] == "pong" and result["eval_episodes"] == 2
+    assert demo_settings(task="breakout")[1].steps == recipe["steps"]
 
 
 def test_the_demo_recipe_is_one_timestep_two_layers_and_an_untied_head():
@@ -127,8 +142,12 @@ def test_action_noise_is_seeded_clipped_and_recorded():
     )
     with pytest.raises(ValueError, match="needs action_noise"):
         collect("halfcheetah", "expert", 1, progress=False, record="intended")
-    with pytest.raises(ValueError, match="continuous-action tasks only"):
-        collect("pong", "expert", 1, progress=False, action_noise=0.1)
+    with pytest.raises(ValueError, match="use tier 'expert' with action_noise"):
+        collect("pong", "medium", 1, progress=False, action_noise=0.1)
+    with pytest.raises(ValueError, match=r"chance of a random button, in \[0, 1\]"):
+        collect("pong", "expert", 1, progress=False, action_noise=1.5)
+    with pytest.raises(ValueError, match="the random tier of hopper has none"):
+        collect("hopper", "random", 1, progress=False, action_noise=0.1)
     with pytest.raises(ValueError, match="action_noise must be"):
         collect("hopper", "expert", 1, progress=False, action_noise=-1)
 

@@ -71,6 +71,18 @@ def _check_ram(ram: np.ndarray) -> np.ndarray:
     return ram
 
 
+def _explore(player, ram: np.ndarray) -> int:
+    """One step of an epsilon-greedy scripted player: it always plans (so its ball tracking and
+    paddle model stay current), keeps the plan's button in `player.intended`, and plays a
+    uniformly random button instead with probability `player.epsilon`. The paddle model then
+    remembers the button that was played, since that is the one that moves the paddle."""
+    ram = _check_ram(ram)
+    explore = player.epsilon > 0 and player.rng.random() < player.epsilon
+    player.intended = player._plan(ram)
+    played = int(player.rng.integers(player.n_actions)) if explore else player.intended
+    return player._remember(played)
+
+
 def _fold(value: float, low: float, high: float) -> float:
     """Position of a ball moving freely to `value` between two walls at `low` and `high`."""
     span = high - low
@@ -163,15 +175,16 @@ class PongPolicy:
     def reset(self) -> None:
         self.prev_ball: tuple[int, int] | None = None
         self.past = [0, 0, 0]  # our last three pushes, newest first
+        self.intended: int | None = None  # the planned button of the last step (before epsilon)
 
     def _remember(self, action: int) -> int:
         self.past = [self.PUSH[action]] + self.past[:2]
         return action
 
     def act(self, ram: np.ndarray) -> int:
-        ram = _check_ram(ram)
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return self._remember(int(self.rng.integers(self.n_actions)))
+        return _explore(self, ram)
+
+    def _plan(self, ram: np.ndarray) -> int:
         ball_x, ball_y, paddle_y = int(ram[49]), int(ram[54]), int(ram[51])
         cost = None
         if ball_y == 0:  # between points
@@ -191,7 +204,7 @@ class PongPolicy:
             cost = 0.1 * np.abs(rest - self.IDLE_Y)
         cost = cost + 0.01 * self.planner.effort  # among equals, push least
         push = int(self.planner.plans[int(np.argmin(cost)), 0])
-        return self._remember(self.BUTTON[push])
+        return self.BUTTON[push]
 
 
 # ---------------------------------------------------------------- Breakout
@@ -224,6 +237,7 @@ class BreakoutPolicy:
     def reset(self) -> None:
         self.prev_ball: tuple[int, int] | None = None
         self.past = [0, 0, 0]  # our last three pushes, newest first
+        self.intended: int | None = None  # the planned button of the last step (before epsilon)
         self.speed: int | None = None  # last seen horizontal ball speed (pixels per step)
         self.last_score: tuple[int, int] | None = None
         self.quiet_steps = 0  # steps since the score last changed
@@ -253,13 +267,13 @@ class BreakoutPolicy:
         return min(options)[1]
 
     def act(self, ram: np.ndarray) -> int:
-        ram = _check_ram(ram)
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return self._remember(int(self.rng.integers(self.n_actions)))
+        return _explore(self, ram)
+
+    def _plan(self, ram: np.ndarray) -> int:
         paddle_x, ball_x, ball_y = int(ram[72]), int(ram[99]), int(ram[101])
         if ball_y == 0:  # no ball in play: serve
             self.prev_ball = None
-            return self._remember(1)
+            return 1
 
         score = (int(ram[76]), int(ram[77]))
         if score != self.last_score:
@@ -290,7 +304,49 @@ class BreakoutPolicy:
             cost = 0.1 * np.abs(rest - (ball_x - self.CENTRE))
         cost = cost + 0.01 * self.planner.effort
         push = int(self.planner.plans[int(np.argmin(cost)), 0])
-        return self._remember(self.BUTTON[push])
+        return self.BUTTON[push]
 
 
 ATARI_POLICIES = {"pong": PongPolicy, "breakout": BreakoutPolicy}
+
+
+# ---------------------------------------------------------------- does the ball survive 80 x 80?
+
+# Where the ball can be told apart by its colour in the full 210 x 160 frame: (ball RGB, the
+# screen rows searched, background RGB). Pong's walls share the ball's white and Breakout's
+# paddle and lowest brick row its red, so the search skips those rows.
+BALL_PIXELS = {
+    "pong": ((236, 236, 236), (34, 194), (144, 72, 17)),
+    "breakout": ((200, 72, 72), (94, 188), (0, 0, 0)),
+}
+
+
+def ball_contrast(task: str, steps: int = 1500, seed: int = 5, epsilon: float = 0.1) -> np.ndarray:
+    """How visible the ball stays after the frame is shrunk to the model's 80 x 80 (box filter).
+
+    The scripted player plays `steps` steps (epsilon-greedy, from episode seed `seed`); for every
+    frame with the ball on screen the ball's pixels are painted over with the background, both
+    frames are preprocessed, and the largest change of any 80 x 80 pixel channel (0-255) is the
+    ball's contrast there. Returns one contrast per such frame; 0 would mean the ball vanished."""
+    from gato_min.envs import get_task, make_env, preprocess_frame, start_episode
+
+    if task not in BALL_PIXELS:
+        raise KeyError(f"no ball colour known for task {task!r}; known: {sorted(BALL_PIXELS)}")
+    colour, (top, bottom), background = BALL_PIXELS[task]
+    env = make_env(task)
+    frame = start_episode(env, get_task(task), seed)
+    player = ATARI_POLICIES[task](epsilon=epsilon, seed=seed)
+    contrasts = []
+    for _ in range(steps):
+        frame, _, terminated, truncated, _ = env.step(player.act(env.unwrapped.ale.getRAM()))
+        if terminated or truncated:
+            break
+        ball = np.zeros(frame.shape[:2], bool)
+        ball[top:bottom] = np.all(frame[top:bottom] == colour, axis=2)
+        if ball.any():
+            painted = frame.copy()
+            painted[ball] = background
+            change = np.abs(preprocess_frame(frame).astype(int) - preprocess_frame(painted).astype(int))
+            contrasts.append(int(change.max()))
+    env.close()
+    return np.asarray(contrasts)

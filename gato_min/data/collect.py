@@ -19,13 +19,15 @@ player would otherwise play the same Pong game every time. The pseudo-tier `rand
 random actions) gives the reference return of a random policy.
 
 `action_noise` > 0 adds Gaussian noise of that scale to a continuous policy's actions (in the
-[-1, 1] units the model sees, clipped there, seeded per episode); the noisy action is played
-and, by default, recorded. TD3 explored with 0.1 while it learned; D4RL's datasets likewise
-come from stochastic policies. A deterministic expert only ever shows one narrow tube of
-states, and a cloned policy that leaves it has never seen what to do; noise widens the tube
-(chapter 08 measures the difference). With `record="intended"` the file keeps the expert's
-own action instead of the noisy one it played (DART, Laskey et al., 2017): the states come
-from the noisy tube, the labels stay clean.
+[-1, 1] units the model sees, clipped there, seeded per episode); for a discrete-action task it
+is instead the chance of a uniformly random button at each step (Atari: the expert tier's
+epsilon). The noisy action is played and, by default, recorded. TD3 explored with 0.1 while it
+learned; D4RL's datasets likewise come from stochastic policies. A deterministic expert only
+ever shows one narrow tube of states, and a cloned policy that leaves it has never seen what to
+do; noise widens the tube (chapter 08 measures the difference). With `record="intended"` the
+file keeps the expert's own action instead of the noisy one it played (DART, Laskey et al.,
+2017): the states come from the noisy tube, the labels stay clean. The Atari players plan at
+every step, random button or not, so the button they intended follows the ball they saw.
 
 Datasets are written in D4RL format (`gato_min.data.formats`) to a cache folder outside the
 repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
@@ -138,17 +140,26 @@ class _ActorBehaviour:
 
 
 class _ScriptedAtariBehaviour:
-    """RAM-reading scripted players with epsilon-random buttons, one per episode."""
+    """RAM-reading scripted players with epsilon-random buttons, one per episode. The tier sets
+    epsilon; `action_noise` (tier expert only) replaces it, and `intended` holds each player's
+    planned button of the last call, the DART label."""
 
-    def __init__(self, task: str, tier: str, num_envs: int):
-        self.policy_class, self.epsilon = ATARI_POLICIES[task], ATARI_TIER_EPSILON[tier]
+    def __init__(self, task: str, tier: str, num_envs: int, action_noise: float = 0.0):
+        self.policy_class = ATARI_POLICIES[task]
+        self.epsilon = action_noise if action_noise else ATARI_TIER_EPSILON[tier]
         self.players = [None] * num_envs
+        self.intended = [None] * num_envs
 
     def start(self, env_index: int, episode_seed: int) -> None:
         self.players[env_index] = self.policy_class(epsilon=self.epsilon, seed=episode_seed)
 
     def act(self, observations, envs, active) -> list:
-        return [self.players[i].act(env.unwrapped.ale.getRAM()) if active[i] else None for i, env in enumerate(envs)]
+        actions = [None] * len(envs)
+        for i, env in enumerate(envs):
+            if active[i]:
+                actions[i] = self.players[i].act(env.unwrapped.ale.getRAM())
+                self.intended[i] = self.players[i].intended
+        return actions
 
 
 def load_user_policy(source):
@@ -201,8 +212,10 @@ class _UserBehaviour:
             if not active[i]:
                 continue
             action = self.policy(obs)
-            if self.spec.discrete_actions:
+            if self.spec.discrete_actions:  # noise: the chance of a uniformly random button instead
                 actions[i] = self.intended[i] = int(np.asarray(action).reshape(()))
+                if self.noise and self.rngs[i].random() < self.noise:
+                    actions[i] = int(self.rngs[i].integers(self.spec.action_dim))
                 continue
             action = np.asarray(action, dtype=np.float32).reshape(self.spec.action_dim)
             self.intended[i] = action
@@ -222,10 +235,12 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
             "record='intended' keeps the expert's torque apart from the noise it played; it needs action_noise > 0"
         )
     check_number("action_noise", action_noise, minimum=0)
-    if action_noise and (tier == "random" or spec.discrete_actions):
+    if action_noise and tier == "random":
+        raise ValueError(f"action_noise applies to a policy's actions; the random tier of {task} has none")
+    if action_noise and spec.discrete_actions and not action_noise <= 1:
         raise ValueError(
-            f"action_noise applies to the policies of continuous-action tasks only, not to {task}/{tier}"
-            + (" (Atari tiers set their own epsilon)" if spec.family == "atari" else "")
+            f"action_noise of a discrete-action task ({task}) is the chance of a random button, in [0, 1]; "
+            f"got {action_noise}"
         )
     if tier == "random":
         return _RandomBehaviour(spec, num_envs)
@@ -233,7 +248,12 @@ def _behaviour(task: str, tier: str, num_envs: int, action_noise: float = 0.0, r
     if tier in spec.policies:
         return _UserBehaviour(spec, tier, num_envs, action_noise)
     if spec.family == "atari":
-        return _ScriptedAtariBehaviour(task, tier, num_envs)
+        if action_noise and tier != "expert":
+            raise ValueError(
+                f"action_noise on {task} replaces the expert's epsilon (the {tier} tier is the expert at epsilon "
+                f"{ATARI_TIER_EPSILON[tier]:g}); use tier 'expert' with action_noise"
+            )
+        return _ScriptedAtariBehaviour(task, tier, num_envs, action_noise)
     return _ActorBehaviour(task, tier, num_envs, action_noise)
 
 

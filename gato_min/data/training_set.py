@@ -38,7 +38,9 @@ class DataSettings:
     episodes: int = setting(100, "episodes collected per control task")
     data_seed: int = setting(0, "seed of the collected episodes")
     action_noise: float = setting(
-        0.0, "Gaussian noise on continuous policies' actions while collecting (0.1: TD3's own); see collect"
+        0.0,
+        "collecting: std of Gaussian noise on continuous actions (0.1: TD3's own), or the chance of a random "
+        "button (Atari: replaces the expert's epsilon); see collect",
     )
     record: str = setting(
         "played",
@@ -149,7 +151,7 @@ def _collection(task: str, settings: DataSettings) -> dict:
     """The arguments of `gato_min.data.collect` that give `task`'s episodes under `settings`."""
     if settings.tier != "random":
         check_tier(task, settings.tier)
-    noise = 0.0 if get_task(task).discrete_actions else settings.action_noise
+    noise = 0.0 if settings.tier == "random" else settings.action_noise
     return dict(
         tier=settings.tier,
         episodes=settings.episodes,

@@ -24,7 +24,7 @@ from gato_min.optim import TrainSettings
 from gato_min.settings import add_arguments, from_arguments
 from gato_min.tools.cli_assets import add_asset_commands
 from gato_min.tools.cli_bench import add_bench_commands
-from gato_min.tools.demo import DEMO_STEPS, DEMO_TASK, run_demo
+from gato_min.tools.demo import DEMO_STEPS, DEMO_TASK, run_demo, task_recipe
 from gato_min.tools.tokenize_demo import tokenize_demo
 from gato_min.train import train
 
@@ -63,7 +63,15 @@ def _reference_returns(args) -> int:
     return 0
 
 
-MODEL_SHAPE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "d_head")  # --n-layer ... override the preset
+MODEL_SHAPE_FLAGS = (
+    "n_layer",
+    "n_head",
+    "d_model",
+    "d_ff",
+    "d_head",
+    "patch_channels",
+    "patch_groups",
+)  # --n-layer ... override the preset
 
 
 def train_config(args) -> GatoConfig:
@@ -188,14 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole job: collect expert data, train a small Gato, play and score it (~8 min)",
     )
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
-    p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo task (default {DEMO_TASK})")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
+    p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo or Atari task (default {DEMO_TASK})")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"training steps (default: the task's recipe, {DEMO_STEPS}; Atari {task_recipe('pong')['steps']})",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
     p.add_argument(
         "--episodes",
         type=int,
         default=None,
-        help="expert episodes to collect (default: the task's recipe, 500; walker2d 1000)",
+        help="expert episodes to collect (default: the task's recipe, 500; walker2d 1000; Atari "
+        f"{task_recipe('pong')['episodes']})",
     )
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes played to score the agent")
     p.add_argument("--processes", type=int, default=2, help="data-parallel training processes (default 2)")
@@ -204,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=0.0,
-        help="sampling temperature of the evaluation with --readout token (0: the most likely bin)",
+        help="sampling temperature of the evaluation's buttons, and of torques with --readout token "
+        "(0: the most likely token)",
     )
     p.add_argument(
         "--readout",

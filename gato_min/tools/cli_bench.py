@@ -11,7 +11,14 @@ from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
 from gato_min.tools.bench_busy import bench_busy
 from gato_min.tools.bench_learn import CONTENDERS, bench_learn
-from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
+from gato_min.tools.benchmarks import (
+    bench_act,
+    bench_batches,
+    bench_pixel_acting,
+    bench_pixels,
+    bench_processes,
+    bench_train,
+)
 
 
 def _bench_collect(args) -> int:
@@ -101,6 +108,33 @@ def _bench_act(args) -> int:
     return 0
 
 
+def _bench_pixels(args) -> int:
+    from gato_min.tools.demo import demo_config
+
+    torch.set_num_threads(args.threads)
+    config = demo_config(args.task) if args.preset is None else GatoConfig.from_preset(args.preset)
+    name = f"the demo's {args.task} recipe" if args.preset is None else args.preset
+    train = bench_pixels(config, args.task, args.batch_size, args.repeats)
+    print(
+        f"one training step of {name}: {train['batch_size']} windows x {train['context_length']} tokens "
+        f"({train['patches']:,} patches), {train['threads']} thread(s); each stage alone, forward + backward"
+    )
+    whole = train["seconds"]["whole step"]
+    for stage, seconds in train["seconds"].items():
+        share = "" if stage == "whole step" else f"{seconds / whole:7.0%}"
+        print(f"  {stage:36s} {seconds * 1e3:9.1f} ms {share}")
+    print(f"  training tokens/s: {train['tokens_per_s']:,.0f}")
+    act = bench_pixel_acting(config, args.task, args.envs, args.episode_steps)
+    print(
+        f"acting: {act['envs']} games in lockstep, {act['env_steps']} env-steps in {act['seconds']:.1f} s = "
+        f"{act['env_steps_per_s']:,.0f} env-steps/s; time by stage"
+    )
+    spent = act["spent"] | {"the rest (the rollout loop in Python)": act["seconds"] - sum(act["spent"].values())}
+    for stage, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"  {stage:36s} {seconds:7.2f} s {seconds / act['seconds']:7.0%}")
+    return 0
+
+
 def _bench_busy(args) -> int:
     rows = bench_busy(GatoConfig.from_preset(args.preset, context_length=96), args.rounds, args.load_threads)
     print(
@@ -130,8 +164,8 @@ def _bench_learn(args) -> int:
 
 
 def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
-    """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act, bench-busy and
-    bench-learn to `sub`."""
+    """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act, bench-pixels,
+    bench-busy and bench-learn to `sub`."""
     p = sub.add_parser(
         "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
     )
@@ -186,6 +220,20 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-steps", type=int, default=200, help="steps per rollout episode")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_bench_act)
+
+    p = sub.add_parser(
+        "bench-pixels",
+        parents=[common],
+        help="where an Atari training step and an acting step spend their time, stage by stage",
+    )
+    p.add_argument("--task", default="pong", help="an Atari task")
+    p.add_argument("--preset", default=None, help="a model preset (default: the demo's recipe for --task)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per step (the recipe's per process: 32)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--envs", type=int, default=8, help="games played at once")
+    p.add_argument("--episode-steps", type=int, default=200, help="steps per game")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one training worker)")
+    p.set_defaults(func=_bench_pixels)
 
     p = sub.add_parser(
         "bench-busy",

@@ -1,21 +1,23 @@
 """The whole job on a fresh machine: behaviour data -> a trained Gato -> scores in the real env.
 
     python -m gato_min demo                  (what `make demo` runs: HalfCheetah)
-    python -m gato_min demo --task hopper    (any shipped MuJoCo task)
+    python -m gato_min demo --task hopper    (any shipped task: MuJoCo, or pong / breakout from pixels)
 
-1. collect: the task's shipped expert plays `episodes` episodes with exploration noise on its
-   torques, and its own noise-free torques are written down (DART labels,
-   `gato_min.data.collect`); kept in the cache, so a second demo skips this.
+1. collect: the task's shipped expert plays `episodes` episodes with exploration noise (N(0, s)
+   on its torques; Atari: a random button with chance epsilon), and its own noise-free actions
+   are written down (DART labels, `gato_min.data.collect`); kept in the cache, so a second demo
+   skips this.
 2. train: the fast recipe (`demo_config`, `demo_settings`, chapter 09's third bench): windows
    of one timestep (a MuJoCo expert is Markov: history and prompts carry nothing it needs), two
    layers of width 64 with an output head of their own, 256 windows a step at a peak rate of
    2e-3, for `steps` optimizer steps, as `processes` single-threaded data-parallel workers
-   (`gato_min.launch.train_processes`). Walker2d departs from it where measurement said so
-   (`TASK_RECIPES`: more and noisier episodes, a wider model).
-3. evaluate: the trained agent plays `eval_episodes` fresh episodes without a prompt (its window
-   holds one timestep), reading every torque as the mean of its distribution over the bins
-   (`readout="mean"`; "token" with `temperature` 0 takes the most likely bin)
-   (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
+   (`gato_min.launch.train_processes`). A task departs from it where measurement said so
+   (`TASK_RECIPES`): Walker2d takes more and noisier episodes and a wider model; Atari takes
+   windows of several frames, a narrower patch block and smaller batches (`ATARI_RECIPE`).
+3. evaluate: the trained agent plays `eval_episodes` fresh episodes without a prompt, reading
+   every torque as the mean of its distribution over the bins (`readout="mean"`; "token" with
+   `temperature` 0 takes the most likely bin) and every button at `temperature` (0: the most
+   likely) (`gato_min.evaluate`); the report, bar chart and GIF go to `<out>/eval/`.
 
 Every stage shows a progress bar; the summary (stage times, score) is printed and written to
 `<out>/demo.json`. About 8 minutes on 2 CPU cores from a fresh clone (the README shows a run).
@@ -42,14 +44,38 @@ DEMO_STEPS = 4500
 # Where a task departs from the shared recipe, each departure measured (chapter 09, "Walker2d"):
 # the walker falls unless its data cover wider mistakes (1,000 episodes with N(0, 0.5) on the
 # played torques, not 500 with N(0, 0.3)) and its model is 1.5 times as wide (0.76M parameters).
+# Atari (chapter 10) departs further: one frame shows no ball direction, so a window holds
+# `timesteps` timesteps (27 tokens each: 25 patches, '|', the button; as in every recipe, a quarter
+# of the windows open with a prompt, Sec. 2.3); `action_noise` is the chance of a random button (DART
+# epsilon); the patch block has `patch_channels` channels (its convolutions are most of a step).
+ATARI_RECIPE = {
+    "episodes": 40,
+    "action_noise": 0.2,
+    "timesteps": 4,
+    "patch_channels": 16,
+    "batch_size": 64,
+    "steps": 6000,
+}
 TASK_RECIPES: dict[str, dict] = {
     "walker2d": {"episodes": 1000, "action_noise": 0.5, "d_model": 96, "d_ff": 384, "n_head": 3},
+    "pong": ATARI_RECIPE,
+    "breakout": ATARI_RECIPE,
 }
-SHARED_RECIPE = {"episodes": 500, "action_noise": 0.3, "d_model": 64, "d_ff": 256, "n_head": 2}
+SHARED_RECIPE = {
+    "episodes": 500,
+    "action_noise": 0.3,
+    "d_model": 64,
+    "d_ff": 256,
+    "n_head": 2,
+    "timesteps": 1,
+    "patch_channels": 32,
+    "batch_size": 256,
+    "steps": DEMO_STEPS,
+}
 
 
 def task_recipe(task: str) -> dict:
-    """The data size, DART noise and width the demo uses for `task`: the shared recipe with the
+    """The data, model and training sizes the demo uses for `task`: the shared recipe with the
     task's measured departures (`TASK_RECIPES`)."""
     return {**SHARED_RECIPE, **TASK_RECIPES.get(task, {})}
 
@@ -59,8 +85,8 @@ def demo_config(task: str = DEMO_TASK) -> GatoConfig:
     readings + '|' + 6 torques = 24 tokens, Hopper 15, Walker2d 24), two layers of width 64 (2
     heads, feed-forward 256; Walker2d 96, 3 heads, 384), an untied head, local positions for
     action tokens, smooth starting rows for the continuous bins; 0.46M parameters on HalfCheetah."""
-    context = TimestepLayout.for_task(get_task(task)).tokens_per_timestep
     recipe = task_recipe(task)
+    context = recipe["timesteps"] * TimestepLayout.for_task(get_task(task)).tokens_per_timestep
     return GatoConfig.from_preset(
         "cpu-small",
         context_length=context,
@@ -71,6 +97,8 @@ def demo_config(task: str = DEMO_TASK) -> GatoConfig:
         tie_head=False,
         action_positions="local",
         value_init="smooth",
+        patch_channels=recipe["patch_channels"],
+        patch_groups=min(8, recipe["patch_channels"]),
     )
 
 
@@ -91,14 +119,17 @@ STORED_RECIPE = {
 
 
 def demo_settings(
-    steps: int = DEMO_STEPS, episodes: int | None = None, task: str = DEMO_TASK, seed: int = 0
+    steps: int | None = None, episodes: int | None = None, task: str = DEMO_TASK, seed: int = 0
 ) -> tuple[DataSettings, TrainSettings]:
     """The data and training settings of the demo (and of the stored fast runs): the expert plays
     `episodes` episodes (default: the task's recipe, 500; Walker2d 1,000) with N(0, 0.3) on its
     torques (Walker2d N(0, 0.5)) and its own torques are the labels; the noisy play returns less
     than 80 % of the expert's, so the return filter is off. 256 windows a step, peak rate 2e-3
-    after 100 warm-up steps, cosine to a tenth; held-out losses and checkpoints every 500."""
+    after 100 warm-up steps, cosine to a tenth; held-out losses and checkpoints every 500. Atari
+    (`ATARI_RECIPE`): 40 episodes of the scripted expert at epsilon 0.2, its planned buttons the
+    labels, 64 windows a step. `steps` defaults to the task's recipe (4,500; Atari 6,000)."""
     recipe = task_recipe(task)
+    steps = recipe["steps"] if steps is None else steps
     data = DataSettings(
         tasks=(task,),
         episodes=recipe["episodes"] if episodes is None else episodes,
@@ -108,7 +139,7 @@ def demo_settings(
     )
     return data, TrainSettings(
         steps=steps,
-        batch_size=256,
+        batch_size=recipe["batch_size"],
         lr=2e-3,
         warmup_steps=100,
         seed=seed,
@@ -120,7 +151,7 @@ def demo_settings(
 
 def run_demo(
     out: str | Path = "runs/demo",
-    steps: int = DEMO_STEPS,
+    steps: int | None = None,
     episodes: int | None = None,
     eval_episodes: int = 10,
     threads: int = 1,
@@ -147,29 +178,30 @@ def run_demo(
     if not isinstance(threads, int) or threads < 1 or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"threads and processes must be positive ints, got {threads!r} and {processes!r}")
     spec = get_task(task)  # an unknown name is a KeyError listing the known ones
-    if spec.family != "mujoco":
-        raise ValueError(f"the demo plays a MuJoCo task (its data are DART-labelled torques), got task {task!r}")
+    if spec.family not in ("mujoco", "atari"):
+        raise ValueError(f"the demo plays a shipped MuJoCo or Atari task (it has their experts), got task {task!r}")
     config = demo_config(task) if config is None else config
     out = Path(out)
     data, settings = demo_settings(steps, episodes, task, seed)
-    episodes = data.episodes
+    episodes, steps = data.episodes, settings.steps
+    atari = spec.family == "atari"
     times = {}
 
     def stage(number: int, text: str) -> float:
         print(f"\n[{number}/3] {text}", flush=True)
         return time.perf_counter()
 
-    begin = stage(
-        1,
-        f"collect: {episodes} episodes of the shipped {task} expert, "
-        f"torques + N(0, {data.action_noise:g}) played, its own recorded (cached after the first run)",
+    noise = (
+        f"a random button with chance {data.action_noise:g} played, its planned one recorded"
+        if atari
+        else f"torques + N(0, {data.action_noise:g}) played, its own recorded"
     )
+    begin = stage(1, f"collect: {episodes} episodes of the shipped {task} expert, {noise} (cached after the first run)")
     train_episodes, heldout, collected = task_episodes(task, data, cache, progress)
+    kept = len(train_episodes), len(heldout)
+    del train_episodes, heldout  # the workers read their own copies; Atari frames are big
     times["collect_s"] = round(time.perf_counter() - begin, 1)
-    print(
-        f"      {collected} episodes, {len(train_episodes)} to train on, {len(heldout)} held out "
-        f"({times['collect_s']:.0f} s)"
-    )
+    print(f"      {collected} episodes, {kept[0]} to train on, {kept[1]} held out ({times['collect_s']:.0f} s)")
 
     begin = stage(
         2,
@@ -188,7 +220,13 @@ def run_demo(
     begin = stage(
         3,
         f"evaluate: {eval_episodes} episodes in the real environment, no prompt, "
-        + ("the mean of the bins" if readout == "mean" else f"sampled at temperature {temperature:g}"),
+        + (
+            f"buttons sampled at temperature {temperature:g}"
+            if atari
+            else "the mean of the bins"
+            if readout == "mean"
+            else f"sampled at temperature {temperature:g}"
+        ),
     )
     report = evaluate_run(
         out / "run",
@@ -211,10 +249,11 @@ def run_demo(
     times["total_s"] = round(sum(times.values()), 1)
 
     print(f"\n{task}, {eval_episodes} episodes, mean ± 95 % CI   (score: 0 = random, 100 = the shipped expert)")
-    print(f"{'return':>18s} {'score':>14s} {'D4RL score':>14s}")
+    d4rl = "d4rl_score_mean" in row  # the MuJoCo tasks have D4RL's reference returns too
+    print(f"{'return':>18s} {'score':>14s}" + (f" {'D4RL score':>14s}" if d4rl else ""))
     print(
-        f"{row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± "
-        f"{row['score_ci95']:<5.1f} {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}"
+        f"{row['return_mean']:9.1f} ± {row['return_ci95']:<6.1f} {row['score_mean']:6.1f} ± {row['score_ci95']:<5.1f}"
+        + (f" {row['d4rl_score_mean']:6.1f} ± {row['d4rl_score_ci95']:<5.1f}" if d4rl else "")
     )
     print(
         f"\nstages: collect {times['collect_s']:.0f} s, train {times['train_s']:.0f} s, evaluate "
