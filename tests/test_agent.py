@@ -279,6 +279,29 @@ def test_a_rollout_with_a_fixed_seed_repeats_exactly(cheetah_episodes):
     assert first.env_steps == 90
 
 
+def test_an_atari_rollout_with_a_fixed_seed_presses_the_same_buttons():
+    """Reproducible Atari evaluation: the same seed gives the same no-op starts and the same
+    sampled buttons, whatever the other rows do; another seed gives other buttons."""
+    config = GatoConfig.from_preset("cpu-tiny", context_length=4 * 27)
+    agent = GatoAgent(_model(config, seed=2), "pong", None, temperature=1.0)
+
+    def buttons(seed):
+        log = []
+        agent.rollout(
+            2,
+            num_envs=2,
+            seed=seed,
+            max_steps=25,
+            progress=False,
+            env_fn=lambda name, render: _Checked(make_env(name), log),
+        )
+        return [int(button) for button in log]  # the seeded no-ops too, then the sampled buttons
+
+    first = buttons(5)
+    assert first == buttons(5) and first != buttons(6)
+    assert len(set(first)) > 1
+
+
 def test_bad_inputs_name_what_was_expected(cheetah_episodes, tmp_path):
     model = _model(TINY)
     hopper = collect("hopper", "random", 1, seed=0, num_envs=1, progress=False, max_episode_steps=20).episodes

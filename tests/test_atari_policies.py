@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gato_min.data.atari_policies import ATARI_POLICIES, BreakoutPolicy, PongPolicy
-from gato_min.envs import make_env
+from gato_min.envs import get_task, make_env, start_episode
 
 
 def _play(task, policy, steps):
@@ -88,3 +88,27 @@ def test_the_ball_survives_the_80_by_80_box_filter(task):
     assert len(contrasts) > 50 and contrasts.min() >= 30  # of 255 levels
     with pytest.raises(KeyError, match="no ball colour known"):
         ball_contrast("halfcheetah")
+
+
+def test_the_state_copy_reads_the_planner_s_state_and_runs_dart_then_dagger():
+    """gato_min.data.state_copy: the features are what the expert's planner reads, the labels
+    its planned buttons; DART rounds are the expert's games, DAgger rounds the copy's."""
+    from gato_min.data.state_copy import FEATURES, play, state_copy_experiment
+
+    features, labels, _ = play("pong", 3, epsilon=0.0, max_steps=80)
+    assert features.shape == (80, len(FEATURES)) and labels.shape == (80,)
+    env = make_env("pong")
+    start_episode(env, get_task("pong"), 3)
+    expert, planned = PongPolicy(), []
+    for _ in range(80):  # at epsilon 0 the labels are the expert's own play, step for step
+        planned.append(expert.act(env.unwrapped.ale.getRAM()))
+        env.step(planned[-1])
+    env.close()
+    assert labels.tolist() == planned
+    pushes = [0, 0, 0] + [expert.PUSH[b] for b in planned]  # three before the first step, then each step's
+    assert features[:, 5:].tolist() == [[pushes[i + 2], pushes[i + 1], pushes[i]] for i in range(80)]
+    rows = state_copy_experiment("breakout", games=1, dagger_rounds=1, eval_games=1, fit_steps=5, max_steps=40)
+    assert [r["round"] for r in rows] == [0, 1] and rows[1]["labelled_states"] == 80
+    assert all(np.isfinite(r["probe_loss"]) and len(r["returns"]) == 1 for r in rows)
+    with pytest.raises(KeyError, match="no state features"):
+        play("halfcheetah", 0)

@@ -401,13 +401,8 @@ def bench_pixels(config, task: str = "pong", batch_size: int = 32, repeats: int 
 
     embedded = embedding(batch).detach()
 
-    def transformer() -> None:
-        x = embedded.clone().requires_grad_(True)
-        for block in model.blocks[:-1]:
-            x = block(x)
-        counts = counted.sum(dim=1)
-        order = torch.sort((~counted).to(torch.int8), dim=1, stable=True).indices[:, : max(int(counts.max()), 1)]
-        model.ln_f(model.blocks[-1].forward_at(x, order)).sum().backward()
+    def transformer() -> None:  # the blocks as training runs them: the last one only where the loss reads
+        model.ln_f(model._last_block_at(embedded.clone().requires_grad_(True), counted)).sum().backward()
 
     hidden = model.hidden_states(batch, only=counted).detach()
 
