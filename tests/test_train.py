@@ -438,3 +438,19 @@ def test_local_workers_meet_at_a_fresh_file_that_is_removed_afterwards():
         folders = [Path(url.removeprefix("file://")).parent for url in (first, second)]
         assert all(folder.is_dir() and not any(folder.iterdir()) for folder in folders)
     assert not any(folder.exists() for folder in folders)
+
+
+def test_bench_pixels_takes_an_atari_step_and_an_acting_step_apart():
+    """bench-pixels: every stage of a training step is timed on the same batch, and an acting
+    step's stages (the model and the emulator among them) add up to less than the rollout."""
+    from gato_min.tools.benchmarks import bench_pixel_acting, bench_pixels
+
+    config = GatoConfig.from_preset("cpu-tiny", context_length=2 * 27)
+    train = bench_pixels(config, "pong", batch_size=2, repeats=1)
+    assert train["patches"] == 2 * 2 * 25 and train["tokens"] == 2 * 54
+    stages = train["seconds"]
+    assert {"patch block", "transformer", "scale pixels", "whole step"} <= set(stages)
+    assert all(seconds > 0 for seconds in stages.values())
+    act = bench_pixel_acting(config, "pong", num_envs=2, steps=6)
+    assert act["env_steps"] == 12 and {"emulator step", "model (with the cache)"} <= set(act["spent"])
+    assert 0 < sum(act["spent"].values()) <= act["seconds"]

@@ -114,6 +114,9 @@ def _bench_pixels(args) -> int:
     torch.set_num_threads(args.threads)
     config = demo_config(args.task) if args.preset is None else GatoConfig.from_preset(args.preset)
     name = f"the demo's {args.task} recipe" if args.preset is None else args.preset
+    if args.patch_channels:
+        config = config.replace(patch_channels=args.patch_channels, patch_groups=min(8, args.patch_channels))
+        name += f" with a {args.patch_channels}-channel patch block"
     train = bench_pixels(config, args.task, args.batch_size, args.repeats)
     print(
         f"one training step of {name}: {train['batch_size']} windows x {train['context_length']} tokens "
@@ -129,7 +132,9 @@ def _bench_pixels(args) -> int:
         f"acting: {act['envs']} games in lockstep, {act['env_steps']} env-steps in {act['seconds']:.1f} s = "
         f"{act['env_steps_per_s']:,.0f} env-steps/s; time by stage"
     )
-    spent = act["spent"] | {"the rest (the rollout loop in Python)": act["seconds"] - sum(act["spent"].values())}
+    spent = act["spent"] | {
+        "the rest (making the envs, the loop in Python)": act["seconds"] - sum(act["spent"].values())
+    }
     for stage, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"  {stage:36s} {seconds:7.2f} s {seconds / act['seconds']:7.0%}")
     return 0
@@ -228,6 +233,7 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--task", default="pong", help="an Atari task")
     p.add_argument("--preset", default=None, help="a model preset (default: the demo's recipe for --task)")
+    p.add_argument("--patch-channels", type=int, default=None, help="override the patch block's channels")
     p.add_argument("--batch-size", type=int, default=32, help="windows per step (the recipe's per process: 32)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--envs", type=int, default=8, help="games played at once")
