@@ -18,12 +18,9 @@ from the action space's [low, high] to [-1, 1] for the tokenizer and back for th
 
 Decisions (the paper does not give them): Atari frames are resized to 80 x 80 RGB with a box
 filter (5 x 5 = 25 patches of 16 x 16 instead of 140 at full size), sticky actions are off and
-every episode starts with 0-30 seeded no-ops (shared/REFERENCE.md). Measured, not assumed: the
-ball (2 x 4 screen pixels) survives the shrinking. Painting it out changes some 80 x 80 pixel
-by at least 37 of 255 levels in every Pong frame with a ball (1,406 frames, median 146) and 34
-in Breakout (965 frames, median 133) (`gato_min.data.atari_policies.ball_contrast`; chapter 10),
-so the resolution stays. One frame per timestep, as in the paper: the ball's direction comes
-from the frames before it in the window (the Atari recipe's windows hold 4 timesteps).
+every episode starts with 0-30 seeded no-ops (shared/REFERENCE.md). Measured: the ball survives
+80 x 80 (painted out, it changes a pixel by >= 37 of 255 levels in every Pong frame, 34 in
+Breakout; `data.atari_policies.ball_contrast`, chapter 10). One frame a timestep, as in the paper.
 """
 
 from __future__ import annotations

@@ -443,7 +443,7 @@ def test_local_workers_meet_at_a_fresh_file_that_is_removed_afterwards():
 def test_bench_pixels_takes_an_atari_step_and_an_acting_step_apart():
     """bench-pixels: every stage of a training step is timed on the same batch, and an acting
     step's stages (the model and the emulator among them) add up to less than the rollout."""
-    from gato_min.tools.benchmarks import bench_pixel_acting, bench_pixels
+    from gato_min.tools.bench_pixels import bench_pixel_acting, bench_pixels
 
     config = GatoConfig.from_preset("cpu-tiny", context_length=2 * 27)
     train = bench_pixels(config, "pong", batch_size=2, repeats=1)

@@ -19,7 +19,6 @@ from gato_min.data.reference import markdown_table, measure, update_reference_fi
 from gato_min.data.training_set import DataSettings
 from gato_min.envs import TASKS, load_task_file, resolve_task
 from gato_min.evaluate import evaluate_run
-from gato_min.files import atomic_write_json
 from gato_min.launch import train_processes
 from gato_min.optim import TrainSettings
 from gato_min.settings import add_arguments, from_arguments
@@ -64,15 +63,8 @@ def _reference_returns(args) -> int:
     return 0
 
 
-MODEL_SHAPE_FLAGS = (
-    "n_layer",
-    "n_head",
-    "d_model",
-    "d_ff",
-    "d_head",
-    "patch_channels",
-    "patch_groups",
-)  # --n-layer ... override the preset
+# --n-layer ... override the preset
+MODEL_SHAPE_FLAGS = ("n_layer", "n_head", "d_model", "d_ff", "d_head", "patch_channels", "patch_groups")
 
 
 def train_config(args) -> GatoConfig:
@@ -161,26 +153,6 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _state_copy(args) -> int:
-    from gato_min.data.state_copy import state_copy_experiment
-
-    rows = state_copy_experiment(
-        args.task, args.games, args.dagger, args.eval_games, args.epsilon, args.fit_steps, args.max_steps
-    )
-    print(f"{args.task}: an MLP copy of the scripted expert from the true state (RAM), temperature 1")
-    print(f"{'fit':>4s} {'states':>8s} {'loss':>7s} {'marginal':>9s}  returns of games from seed 1000")
-    for row in rows:
-        label = "DART" if row["round"] == 0 else f"DAgger {row['round']}"
-        print(
-            f"{label:>9s} {row['labelled_states']:8,d} {row['probe_loss']:7.3f} {row['marginal_loss']:9.3f}  "
-            + " ".join(f"{r:+.0f}" for r in row["returns"])
-        )
-    if args.out:
-        atomic_write_json(Path(args.out), {"settings": vars(args) | {"func": None}, "rows": rows})
-        print(f"-> {args.out}")
-    return 0
-
-
 def _demo(args) -> int:
     run_demo(
         args.out,
@@ -218,19 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="folder for the run, the report and demo.json")
     p.add_argument("--task", default=DEMO_TASK, help=f"a shipped MuJoCo or Atari task (default {DEMO_TASK})")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help=f"training steps (default: the task's recipe, {DEMO_STEPS}; Atari {task_recipe('pong')['steps']})",
-    )
+    atari = task_recipe("pong")
+    p.add_argument("--steps", type=int, help=f"training steps (default {DEMO_STEPS}; Atari {atari['steps']})")
     p.add_argument("--seed", type=int, default=0, help="training seed (model initialization, batch sampling)")
     p.add_argument(
         "--episodes",
         type=int,
         default=None,
-        help="expert episodes to collect (default: the task's recipe, 500; walker2d 1000; Atari "
-        f"{task_recipe('pong')['episodes']})",
+        help=f"expert episodes to collect (default: the task's recipe, 500; walker2d 1000; Atari {atari['episodes']})",
     )
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes played to score the agent")
     p.add_argument("--processes", type=int, default=2, help="data-parallel training processes (default 2)")
@@ -297,21 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the table without storing it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_reference_returns)
-
-    p = sub.add_parser(
-        "state-copy",
-        parents=[common],
-        help="can the scripted Atari expert be copied? an MLP from the true (RAM) state, DART then DAgger",
-    )
-    p.add_argument("--task", default="pong", help="pong or breakout")
-    p.add_argument("--games", type=int, default=3, help="games collected per round")
-    p.add_argument("--dagger", type=int, default=0, help="DAgger rounds after the DART fit")
-    p.add_argument("--eval-games", type=int, default=3, help="games the copy plays after each fit")
-    p.add_argument("--epsilon", type=float, default=0.2, help="chance of a random button in the DART games")
-    p.add_argument("--fit-steps", type=int, default=3000, help="optimizer steps of each fit")
-    p.add_argument("--max-steps", type=int, default=6000, help="steps at most per game")
-    p.add_argument("--out", default=None, help="write the rows to this JSON file")
-    p.set_defaults(func=_state_copy)
 
     p = sub.add_parser(
         "train", parents=[common], help="train (or resume) a Gato on behaviour data and text; works under torchrun"

@@ -4,21 +4,17 @@ one run (`gato_min.tools.benchmarks`), never a timed assertion."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from gato_min.config import GatoConfig
 from gato_min.data.collect import collect
+from gato_min.files import atomic_write_json
 from gato_min.tools.bench_busy import bench_busy
 from gato_min.tools.bench_learn import CONTENDERS, bench_learn
-from gato_min.tools.benchmarks import (
-    bench_act,
-    bench_batches,
-    bench_pixel_acting,
-    bench_pixels,
-    bench_processes,
-    bench_train,
-)
+from gato_min.tools.bench_pixels import bench_pixel_acting, bench_pixels
+from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
 
 
 def _bench_collect(args) -> int:
@@ -140,6 +136,26 @@ def _bench_pixels(args) -> int:
     return 0
 
 
+def _state_copy(args) -> int:
+    from gato_min.data.state_copy import state_copy_experiment
+
+    rows = state_copy_experiment(
+        args.task, args.games, args.dagger, args.eval_games, args.epsilon, args.fit_steps, args.max_steps
+    )
+    print(f"{args.task}: an MLP copy of the scripted expert from the true state (RAM), temperature 1")
+    print(f"{'fit':>4s} {'states':>8s} {'loss':>7s} {'marginal':>9s}  returns of games from seed 1000")
+    for row in rows:
+        label = "DART" if row["round"] == 0 else f"DAgger {row['round']}"
+        print(
+            f"{label:>9s} {row['labelled_states']:8,d} {row['probe_loss']:7.3f} {row['marginal_loss']:9.3f}  "
+            + " ".join(f"{r:+.0f}" for r in row["returns"])
+        )
+    if args.out:
+        atomic_write_json(Path(args.out), {"settings": vars(args) | {"func": None}, "rows": rows})
+        print(f"-> {args.out}")
+    return 0
+
+
 def _bench_busy(args) -> int:
     rows = bench_busy(GatoConfig.from_preset(args.preset, context_length=96), args.rounds, args.load_threads)
     print(
@@ -170,7 +186,7 @@ def _bench_learn(args) -> int:
 
 def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act, bench-pixels,
-    bench-busy and bench-learn to `sub`."""
+    state-copy, bench-busy and bench-learn to `sub`."""
     p = sub.add_parser(
         "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
     )
@@ -240,6 +256,21 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--episode-steps", type=int, default=200, help="steps per game")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as one training worker)")
     p.set_defaults(func=_bench_pixels)
+
+    p = sub.add_parser(
+        "state-copy",
+        parents=[common],
+        help="can the scripted Atari expert be copied? an MLP from the true (RAM) state, DART then DAgger",
+    )
+    p.add_argument("--task", default="pong", help="pong or breakout")
+    p.add_argument("--games", type=int, default=3, help="games collected per round")
+    p.add_argument("--dagger", type=int, default=0, help="DAgger rounds after the DART fit")
+    p.add_argument("--eval-games", type=int, default=3, help="games the copy plays after each fit")
+    p.add_argument("--epsilon", type=float, default=0.2, help="chance of a random button in the DART games")
+    p.add_argument("--fit-steps", type=int, default=3000, help="optimizer steps of each fit")
+    p.add_argument("--max-steps", type=int, default=6000, help="steps at most per game")
+    p.add_argument("--out", default=None, help="write the rows to this JSON file")
+    p.set_defaults(func=_state_copy)
 
     p = sub.add_parser(
         "bench-busy",
