@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from gato_min.data.collect import collect, collect_to_file, dataset_path
+from gato_min.data.collect import behaviour_id, collect, collect_to_file, dataset_path, is_current, load_or_collect
 from gato_min.data.episodes import Episode, filter_by_return
 from gato_min.data.formats import read_d4rl, read_minari, write_d4rl
 from gato_min.data.reference import d4rl_normalized_score, normalized_score
@@ -215,6 +215,23 @@ def test_same_seed_gives_byte_identical_arrays(task, tier, tmp_path):
     assert any(x.observations.tobytes() != z.observations.tobytes() for x, z in zip(a, c))
     assert a.attrs["task"] == task and a.attrs["tier"] == tier and a.attrs["seed"] == 7
     assert "package_version" in a.attrs
+
+
+def test_a_cache_made_by_another_behaviour_is_collected_again(tmp_path, capsys):
+    path = collect_to_file("hopper", "medium", 1, seed=3, cache=tmp_path, progress=False)
+    assert path == dataset_path("hopper", "medium", 1, 3, tmp_path) and is_current(path, "hopper", "medium")
+    assert read_d4rl(path).attrs["behaviour"] == behaviour_id("hopper", "medium")
+    assert behaviour_id("hopper", "medium").startswith("actor ")  # the shipped actor file's digest
+    fresh = read_d4rl(path)
+    with h5py.File(path, "r+") as f:  # as if an older version of the expert had made it
+        f.attrs["behaviour"] = "actor 0123456789abcdef"
+        f["rewards"][0] += 1.0
+    assert not is_current(path, "hopper", "medium")
+    again = load_or_collect("hopper", "medium", 1, 3, cache=tmp_path, progress=False)
+    assert "collecting it again" in capsys.readouterr().err
+    assert is_current(path, "hopper", "medium") and again[0].rewards.tobytes() == fresh[0].rewards.tobytes()
+    assert behaviour_id("pong", "expert") != behaviour_id("breakout", "expert")
+    assert behaviour_id("pong", "random") == "random"
 
 
 def test_atari_frames_are_stored_at_model_resolution():

@@ -149,6 +149,7 @@ class PongPolicy:
     """Pong expert: returns every ball, preferring the steep edge shots the opponent misses."""
 
     n_actions = 6
+    VERSION = 2  # stored with collected data (gato_min.data.collect.behaviour_id); 2: plans every step
     # Push for each minimal action: -1 = up (y decreases), +1 = down.
     PUSH = {0: 0, 1: 0, 2: -1, 3: 1, 4: -1, 5: 1}
     BUTTON = {0: 0, -1: 2, 1: 3}  # push -> action (NOOP, RIGHT, LEFT)
@@ -236,6 +237,7 @@ class BreakoutPolicy:
     """Breakout expert: catches the ball near the paddle centre, varying the aim to break loops."""
 
     n_actions = 4
+    VERSION = 3  # stored with collected data (gato_min.data.collect.behaviour_id); 3: moves early
     PUSH = {0: 0, 1: 0, 2: 1, 3: -1}  # +1 = right (x increases)
     BUTTON = {0: 0, 1: 2, -1: 3}
 

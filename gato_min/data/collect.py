@@ -35,21 +35,21 @@ repository: `$GATO_MIN_CACHE`, else `~/.cache/gato_min`, under `datasets/`.
 
 from __future__ import annotations
 
-import importlib
-import json
+import hashlib
 import os
+import sys
 import time
-import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
 import gato_min
 from gato_min.data.atari_policies import ATARI_POLICIES
 from gato_min.data.episodes import Episode, EpisodeSet
-from gato_min.data.formats import read_d4rl, write_d4rl
-from gato_min.data.policies import load_policy
+from gato_min.data.formats import attr_value, read_d4rl, write_d4rl
+from gato_min.data.policies import load_policy, load_user_policy
 from gato_min.distributed import torch_threads
 from gato_min.envs import check_tier, get_task, make_env, model_observation, start_episode
 from gato_min.settings import check_number
@@ -82,6 +82,32 @@ def dataset_path(
 
 def policy_file(task: str, tier: str) -> Path:
     return POLICY_DIR / f"{task}_{tier}.safetensors"
+
+
+def behaviour_id(task: str, tier: str) -> str | None:
+    """What plays `tier` of `task`: a collection stores it, and a cached file made by another
+    version of the behaviour (an edited scripted player, a retrained actor) is collected again.
+    None where this process cannot name it (a training worker does not get a user's callable)."""
+    spec = get_task(task)
+    if tier == "random":
+        return "random"
+    if tier in spec.policies:
+        source = spec.policies[tier]
+        return f"user {source if isinstance(source, str) else getattr(source, '__qualname__', repr(source))}"
+    if spec.family == "atari":
+        return f"{ATARI_POLICIES[task].__name__} v{ATARI_POLICIES[task].VERSION}"
+    path = policy_file(task, tier)
+    return "actor " + hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+def is_current(path: Path, task: str, tier: str) -> bool:
+    """Whether the dataset file at `path` exists and was collected by today's `tier` behaviour
+    (a file whose behaviour cannot be named here is taken as it is)."""
+    if not path.is_file():
+        return False
+    expected = behaviour_id(task, tier)
+    with h5py.File(path, "r") as f:
+        return expected is None or attr_value(f.attrs.get("behaviour", b"")) == expected
 
 
 # --------------------------------------------------------------------------- behaviours
@@ -160,39 +186,6 @@ class _ScriptedAtariBehaviour:
                 actions[i] = self.players[i].act(env.unwrapped.ale.getRAM())
                 self.intended[i] = self.players[i].intended
         return actions
-
-
-def load_user_policy(source):
-    """A user's policy as a callable observation -> action: `source` is such a callable, a
-    "module:function" string, or a Stable-Baselines3 model file (.zip, played deterministically)."""
-    if callable(source):
-        return source
-    if not isinstance(source, str):
-        raise TypeError(f"a policy must be a callable, 'module:function' or an SB3 .zip file, got {source!r}")
-    if source.endswith(".zip"):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"policy file {path} does not exist")
-        import stable_baselines3  # an optional extra ([experts]), needed only for SB3 policy files
-
-        with zipfile.ZipFile(
-            path
-        ) as archive:  # the policy's module names its algorithm: stable_baselines3.<algo>.policies
-            module = json.loads(archive.read("data"))["policy_class"]["__module__"].split(".")[1]
-        names = {"common": ["PPO", "A2C"]}.get(module, [module.upper()])
-        for name in names:
-            try:
-                model = getattr(stable_baselines3, name).load(str(path), device="cpu")
-                break
-            except (AttributeError, ValueError, KeyError, RuntimeError):
-                continue
-        else:
-            raise ValueError(f"{path}: not a model of {' or '.join(names)} that Stable-Baselines3 can load")
-        return lambda observation: model.predict(observation, deterministic=True)[0]
-    module_name, _, function = source.partition(":")
-    if not function:
-        raise ValueError(f"policy {source!r}: expected an SB3 .zip file or 'module:function'")
-    return getattr(importlib.import_module(module_name), function)
 
 
 class _UserBehaviour:
@@ -369,6 +362,7 @@ def collect_to_file(
     path = Path(out) if out is not None else dataset_path(task, tier, episodes, seed, cache, action_noise, record)
     attrs = {key: data.attrs[key] for key in ("task", "env_id", "tier", "seed", "action_noise", "record")}
     attrs["package_version"] = gato_min.__version__
+    attrs["behaviour"] = behaviour_id(task, tier) or "unknown"
     return write_d4rl(path, data.episodes, attrs)
 
 
@@ -383,9 +377,13 @@ def load_or_collect(
     action_noise: float = 0.0,
     record: str = "played",
 ) -> EpisodeSet:
-    """The cached dataset for these arguments, collected first if it is not there yet."""
+    """The cached dataset for these arguments, collected first if it is not there yet or was
+    collected by another version of the behaviour (see `behaviour_id`)."""
     path = dataset_path(task, tier, episodes, seed, cache, action_noise, record)
-    if not path.exists():
+    if path.exists() and not is_current(path, task, tier):
+        print(f"{path} was collected by another {tier} behaviour than {behaviour_id(task, tier)!r}; "
+              "collecting it again", file=sys.stderr)  # fmt: skip
+    if not is_current(path, task, tier):
         collect_to_file(
             task,
             tier,

@@ -65,7 +65,8 @@ def _read_dataset(handle, key: str, path: Path, where: str = "") -> np.ndarray:
         raise ValueError(f"{path}: {where}{key!r} cannot be read (truncated file?): {err}") from None
 
 
-def _attr_value(value):
+def attr_value(value):
+    """An HDF5 attribute as a plain Python value (bytes decoded, arrays as lists)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):
@@ -159,7 +160,7 @@ def read_d4rl(path: str | Path, keep_unfinished: bool = True) -> EpisodeSet:
     path = Path(path)
     with _open_hdf5(path) as f:
         arrays = {key: _read_dataset(f, key, path) for key in D4RL_KEYS}
-        attrs = {key: _attr_value(value) for key, value in f.attrs.items()}
+        attrs = {key: attr_value(value) for key, value in f.attrs.items()}
     n = len(arrays["observations"])
     for key, array in arrays.items():
         if len(array) != n:

@@ -2,12 +2,15 @@
 
 Gato learns by imitating expert agents (Reed et al., 2022, Sec. 3.1). gato_min's MuJoCo experts
 are TD3 actors trained by `gato_min.tools.experts`; only the actor is shipped, and this module
-turns its file into a plain torch module, so collecting data needs torch alone.
+turns its file into a plain torch module, so collecting data needs torch alone. A task a user
+registers names its own policies instead; `load_user_policy` turns such a name into a callable.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +85,36 @@ def load_policy(path: str | Path) -> tuple[MLPPolicy, dict[str, str]]:
     )
     policy.load_state_dict(state)
     return policy.eval(), metadata
+
+
+def load_user_policy(source):
+    """A user's policy as a callable observation -> action: `source` is such a callable, a
+    "module:function" string, or a Stable-Baselines3 model file (.zip, played deterministically)."""
+    if callable(source):
+        return source
+    if not isinstance(source, str):
+        raise TypeError(f"a policy must be a callable, 'module:function' or an SB3 .zip file, got {source!r}")
+    if source.endswith(".zip"):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"policy file {path} does not exist")
+        import stable_baselines3  # an optional extra ([experts]), needed only for SB3 policy files
+
+        with zipfile.ZipFile(
+            path
+        ) as archive:  # the policy's module names its algorithm: stable_baselines3.<algo>.policies
+            module = json.loads(archive.read("data"))["policy_class"]["__module__"].split(".")[1]
+        names = {"common": ["PPO", "A2C"]}.get(module, [module.upper()])
+        for name in names:
+            try:
+                model = getattr(stable_baselines3, name).load(str(path), device="cpu")
+                break
+            except (AttributeError, ValueError, KeyError, RuntimeError):
+                continue
+        else:
+            raise ValueError(f"{path}: not a model of {' or '.join(names)} that Stable-Baselines3 can load")
+        return lambda observation: model.predict(observation, deterministic=True)[0]
+    module_name, _, function = source.partition(":")
+    if not function:
+        raise ValueError(f"policy {source!r}: expected an SB3 .zip file or 'module:function'")
+    return getattr(importlib.import_module(module_name), function)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gato_min.data.collect import collect_to_file, dataset_path, load_or_collect
+from gato_min.data.collect import collect_to_file, dataset_path, is_current, load_or_collect
 from gato_min.data.episodes import EpisodeSet, filter_by_return
 from gato_min.data.formats import read_d4rl, read_minari
 from gato_min.data.reference import reference_returns
@@ -167,5 +167,5 @@ def prepare(settings: DataSettings, cache=None, progress: bool = True) -> None:
         if task == TEXT_TASK or settings.dataset_of(task) is not None:
             continue
         arguments = _collection(task, settings)
-        if not dataset_path(task, **arguments, cache=cache).exists():
+        if not is_current(dataset_path(task, **arguments, cache=cache), task, arguments["tier"]):
             collect_to_file(task, **arguments, cache=cache, progress=progress)
