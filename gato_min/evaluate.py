@@ -5,12 +5,13 @@
 Gato (Reed et al., 2022, Sec. 4.1) scores each task on a scale where 0 is a uniformly random
 policy and 100 the task's expert, averaging many rollouts. For every task this module plays
 `episodes` prompted episodes with `GatoAgent`, and reports the mean return and the mean
-normalized score, each with a 95 % confidence interval (Student's t over episodes), plus the
-approximate D4RL-normalized score for MuJoCo tasks (D4RL's references were measured on older
-environment versions). The report folder holds `report.json`, `report.md`, a bar chart
-`scores.png` and a short rollout GIF per task (Atari: the screen; MuJoCo: rendered offscreen
-with MUJOCO_GL=egl by a camera that follows the torso, and skipped with a message where no
-renderer works), each frame captioned with its step and the return so far.
+normalized score, each with a 95 % confidence interval (Student's t over episodes,
+`gato_min.statistics.mean_ci`), plus the approximate D4RL-normalized score for MuJoCo tasks
+(D4RL's references were measured on older environment versions). The report folder holds
+`report.json`, `report.md`, a bar chart `scores.png` and a short rollout GIF per task (Atari:
+the screen; MuJoCo: rendered offscreen with MUJOCO_GL=egl by a camera that follows the torso,
+and skipped with a message where no renderer works), each frame captioned with its step and the
+return so far.
 
 The default folder is named after the settings (`RUN/eval`, `RUN/eval-no-prompt-t0`, ...), and
 a folder that holds a report of other settings is never written over unless asked to.
@@ -35,71 +36,7 @@ from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_t
 from gato_min.plotting import PALETTE, label_bars, save_figure, use_style
 from gato_min.runs import load_model, read_data_settings
 from gato_min.settings import check_number
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), by its continued fraction."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only on this side
-        return 1.0 - _betainc(b, a, 1.0 - x)
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    fraction = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            fraction *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * fraction / a
-
-
-def student_t_quantile(probability: float, dof: int) -> float:
-    """The `probability` quantile of Student's t with `dof` degrees of freedom (bisection on
-    its distribution function, to about 1e-10)."""
-    if not 0.0 < probability < 1.0:
-        raise ValueError(f"probability must lie in (0, 1), got {probability}")
-    if dof < 1:
-        raise ValueError(f"dof must be >= 1, got {dof}")
-
-    def cdf(t: float) -> float:
-        tail = 0.5 * _betainc(dof / 2.0, 0.5, dof / (dof + t * t))
-        return 1.0 - tail if t > 0 else tail
-
-    low, high = -1e6, 1e6
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if cdf(middle) < probability:
-            low = middle
-        else:
-            high = middle
-    return 0.5 * (low + high)
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of its `level` confidence interval (Student's t); the half-width is
-    NaN for a single value."""
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if len(values) == 0:
-        raise ValueError("no values to summarize")
-    if len(values) == 1:
-        return float(values[0]), float("nan")
-    half = student_t_quantile(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean()), float(half)
-
+from gato_min.statistics import mean_ci
 
 # ----------------------------------------------------------------------------- the report
 

@@ -17,7 +17,7 @@ from gato_min.data.collect import collect
 from gato_min.data.episodes import Episode
 from gato_min.data.training_set import DataSettings
 from gato_min.envs import get_task, make_env, model_observation, start_episode
-from gato_min.evaluate import evaluate_run, mean_ci, student_t_quantile
+from gato_min.evaluate import evaluate_run
 from gato_min.model import GatoModel, KVCache
 from gato_min.optim import TrainSettings
 from gato_min.sampling import SequenceSampler
@@ -325,15 +325,6 @@ def test_bad_inputs_name_what_was_expected(cheetah_episodes, tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "evaluate: error:" in result.stderr and "does not exist" in result.stderr
-
-
-def test_student_t_quantiles_and_intervals():
-    for dof, expected in [(1, 12.706205), (9, 2.262157), (30, 2.042272), (1000, 1.962339)]:
-        assert student_t_quantile(0.975, dof) == pytest.approx(expected, abs=2e-6)
-    assert student_t_quantile(0.025, 9) == pytest.approx(-2.262157, abs=2e-6)
-    mean, half = mean_ci([1.0, 2.0, 3.0, 4.0])
-    assert mean == 2.5 and half == pytest.approx(3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2, rel=1e-6)
-    assert np.isnan(mean_ci([3.0])[1])
 
 
 def test_evaluate_writes_a_report_that_repeats(tmp_path):

@@ -11,7 +11,7 @@ from gato_min.config import GatoConfig
 from gato_min.data.collect import ACTOR_BATCH, collect, dataset_path, policy_file
 from gato_min.data.policies import load_policy
 from gato_min.data.reference import normalized_score
-from gato_min.evaluate import mean_ci
+from gato_min.statistics import mean_ci
 from gato_min.tools.demo import (
     DEMO_CONFIG,
     DEMO_STEPS,

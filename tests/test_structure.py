@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gato_min"
 # envs/data -> tokenize -> embed + positions -> sequence -> model -> train / agent -> tools.
 # A module may import from its own floor and the floors below it, never from above.
 FLOORS = [
-    ["files", "settings", "plotting", "distributed", "stored", "observations", "data.episodes"],
+    ["files", "settings", "statistics", "plotting", "distributed", "stored", "observations", "data.episodes"],
     ["envs"],
     [
         "data.formats",
