@@ -28,6 +28,19 @@ def test_breakout_expert_scores_quickly():
     assert total >= 20
 
 
+def test_the_breakout_expert_moves_as_soon_as_it_knows_the_catch():
+    """A ball falls far from the paddle, about 18 steps from it: the early player pushes towards
+    the catch at once; the last-moment player (early=False) still waits, as it may."""
+    buttons = {}
+    for early in (True, False):
+        player = BreakoutPolicy(early=early)
+        for ball_x, ball_y in ((100, 100), (102, 104), (104, 108)):
+            ram = np.zeros(128, np.uint8)
+            ram[72], ram[99], ram[101] = 60, ball_x, ball_y  # paddle x, ball x, ball y
+            buttons.setdefault(early, []).append(player.remember(player.plan(ram)))
+    assert buttons[True][1:] == [2, 2] and buttons[False] == [0, 0, 0]  # 2 = RIGHT, towards the catch
+
+
 def test_pong_expert_wins_the_first_points():
     _, total = _play("pong", PongPolicy(), 1200)
     assert total >= 2

@@ -253,9 +253,12 @@ class BreakoutPolicy:
     HORIZON = 4
     EAGER = 0.3  # weight of the lag cost: move towards the catch as soon as it is known
 
-    def __init__(self, epsilon: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, epsilon: float = 0.0, seed: int = 0, early: bool = True) -> None:
+        """`early=False` gives the last-moment player this one replaced (version 2), kept for the
+        comparison of `python -m gato_min state-copy --last-moment` and chapter 10."""
         self.epsilon = _check_epsilon(epsilon)
         self.rng = np.random.default_rng(seed)
+        self.early = bool(early)
         self.planner = _PaddlePlanner(self.COEF, *self.PADDLE_X, self.HORIZON)
         self.reset()
 
@@ -328,10 +331,15 @@ class BreakoutPolicy:
                 offset = hit_x - self.planner.positions(paddle_x, self.past, round(steps * 4))
                 miss_risk = np.abs(offset - self.CENTRE) > self.HALF_WIDTH
                 error = np.abs(offset - self.aim)
-                cost = error + np.where(miss_risk, 100 + error, 0) + self._lag(paddle_x, hit_x - self.aim)
+                cost = error + np.where(miss_risk, 100 + error, 0)
+                if self.early:
+                    cost = cost + self._lag(paddle_x, hit_x - self.aim)
         self.prev_ball = (ball_x, ball_y)
-        if cost is None:  # ball rising: stay under it
+        if cost is None and self.early:  # ball rising: stay under it
             cost = self._lag(paddle_x, ball_x - self.CENTRE)
+        elif cost is None:  # the last-moment player: only where the paddle comes to rest counts
+            rest = self.planner.positions(paddle_x, self.past, 4 * (self.HORIZON + 2))
+            cost = 0.1 * np.abs(rest - (ball_x - self.CENTRE))
         cost = cost + 0.01 * self.planner.effort
         push = int(self.planner.plans[int(np.argmin(cost)), 0])
         return self.BUTTON[push]

@@ -79,17 +79,19 @@ def play(
     epsilon: float = 0.2,
     temperature: float = 1.0,
     max_steps: int = 6000,
+    player: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One game from episode seed `seed` (the collection's no-op start) played by `copy`, or by
-    the expert at `epsilon` when `copy` is None; the expert plans at every step, and its planned
-    button labels the state. Returns (features (T, 8), planned buttons (T,), the game's return)."""
+    the expert at `epsilon` when `copy` is None; the expert (made with the options `player`)
+    plans at every step, and its planned button labels the state. Returns (features (T, 8),
+    planned buttons (T,), the game's return)."""
     if task not in STATE_RAM:
         raise KeyError(f"no state features for task {task!r}; known: {sorted(STATE_RAM)}")
     spec = get_task(task)
     ball_x, ball_y, paddle = STATE_RAM[task]
     env = make_env(task)
     start_episode(env, spec, seed)
-    expert = ATARI_POLICIES[task](epsilon=0.0, seed=seed)
+    expert = ATARI_POLICIES[task](epsilon=0.0, seed=seed, **(player or {}))
     rng = np.random.default_rng([seed, 3])
     previous, features, labels, total = None, [], [], 0.0
     for _ in range(max_steps):
@@ -123,21 +125,25 @@ def state_copy_experiment(
     fit_steps: int = 3000,
     max_steps: int = 6000,
     temperature: float = 1.0,
+    player: dict | None = None,
 ) -> list[dict]:
     """Fit a copy on `games` DART games, then `dagger_rounds` rounds of DAgger (`games` games of
     the copy's own play each, relabelled, refit on all); after each fit the copy plays
     `eval_games` games from seeds 1000.. Returns one row per fit: labelled states, the loss on
     the last game collected (before it joined the fit; for the first fit, on a held-out DART
-    game), the marginal loss there, and the returns."""
+    game), the marginal loss there, and the returns. `player`: options of the expert's class
+    (Breakout: {"early": False} for the last-moment player)."""
     for name, value in (("games", games), ("eval_games", eval_games), ("fit_steps", fit_steps)):
         check_number(name, value, minimum=1, integer=True)
     check_number("dagger_rounds", dagger_rounds, minimum=0, integer=True)
-    parts = [play(task, 100 + g, epsilon=epsilon, max_steps=max_steps)[:2] for g in range(games + 1)]
+    parts = [play(task, 100 + g, epsilon=epsilon, max_steps=max_steps, player=player)[:2] for g in range(games + 1)]
     probe = parts.pop()  # a held-out DART game
     rows, copy = [], None
     for round_ in range(dagger_rounds + 1):
         if round_:
-            fresh = [play(task, 200 + 100 * round_ + g, copy, max_steps=max_steps)[:2] for g in range(games)]
+            fresh = [
+                play(task, 200 + 100 * round_ + g, copy, max_steps=max_steps, player=player)[:2] for g in range(games)
+            ]
             probe = fresh[-1]
             parts += fresh
         features = np.concatenate([p[0] for p in parts])
@@ -147,7 +153,8 @@ def state_copy_experiment(
         counts = np.bincount(labels, minlength=get_task(task).action_dim) + 1
         marginal = float(-np.log(counts[probe[1]] / counts.sum()).mean())
         returns = [
-            play(task, 1000 + i, copy, temperature=temperature, max_steps=max_steps)[2] for i in range(eval_games)
+            play(task, 1000 + i, copy, temperature=temperature, max_steps=max_steps, player=player)[2]
+            for i in range(eval_games)
         ]
         rows.append(
             {

@@ -139,10 +139,14 @@ def _bench_pixels(args) -> int:
 def _state_copy(args) -> int:
     from gato_min.data.state_copy import state_copy_experiment
 
+    if args.last_moment and args.task != "breakout":
+        raise ValueError(f"--last-moment picks Breakout's former player; the {args.task} player has one version")
+    player = {"early": False} if args.last_moment else None
     rows = state_copy_experiment(
-        args.task, args.games, args.dagger, args.eval_games, args.epsilon, args.fit_steps, args.max_steps
+        args.task, args.games, args.dagger, args.eval_games, args.epsilon, args.fit_steps, args.max_steps, player=player
     )
-    print(f"{args.task}: an MLP copy of the scripted expert from the true state (RAM), temperature 1")
+    who = "the last-moment scripted expert" if args.last_moment else "the scripted expert"
+    print(f"{args.task}: an MLP copy of {who} from the true state (RAM), temperature 1")
     print(f"{'fit':>4s} {'states':>8s} {'loss':>7s} {'marginal':>9s}  returns of games from seed 1000")
     for row in rows:
         label = "DART" if row["round"] == 0 else f"DAgger {row['round']}"
@@ -269,6 +273,9 @@ def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilon", type=float, default=0.2, help="chance of a random button in the DART games")
     p.add_argument("--fit-steps", type=int, default=3000, help="optimizer steps of each fit")
     p.add_argument("--max-steps", type=int, default=6000, help="steps at most per game")
+    p.add_argument(
+        "--last-moment", action="store_true", help="Breakout: copy the former player, which pushes at the last moment"
+    )
     p.add_argument("--out", default=None, help="write the rows to this JSON file")
     p.set_defaults(func=_state_copy)
 
