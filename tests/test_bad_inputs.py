@@ -257,7 +257,13 @@ ROWS = [
         "data-episodes-zero",
         lambda t, r, c: DataSettings(episodes=0),
         ValueError,
-        "DataSettings.episodes must be a positive int",
+        "DataSettings.episodes must be an int >= 1",
+    ),
+    (
+        "data-episodes-per-task",
+        lambda t, r, c: DataSettings(tasks=("hopper", "pong", "text"), episodes=(500, 40)),
+        ValueError,
+        "DataSettings.episodes has 2 entries for 3 tasks",
     ),
     ("data-heldout-one", lambda t, r, c: DataSettings(heldout_fraction=1.0), ValueError, "heldout_fraction in (0, 1)"),
     (

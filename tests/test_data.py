@@ -234,6 +234,30 @@ def test_a_cache_made_by_another_behaviour_is_collected_again(tmp_path, capsys):
     assert behaviour_id("pong", "random") == "random"
 
 
+def test_collection_settings_may_differ_per_task():
+    """The generalist collects 500 DART episodes of a body and 40 games of Atari in one run."""
+    import argparse
+
+    from gato_min.data.training_set import DataSettings, _collection
+    from gato_min.settings import add_arguments, from_arguments, from_dict, to_dict
+
+    data = DataSettings(
+        tasks=("halfcheetah", "pong", "text"), episodes=(500, 40, 1), action_noise=(0.3, 0.2, 0.0), record="intended"
+    )
+    assert _collection("pong", data) == dict(tier="expert", episodes=40, seed=0, action_noise=0.2, record="intended")
+    assert (
+        _collection("halfcheetah", data)["episodes"] == 500 and _collection("halfcheetah", data)["action_noise"] == 0.3
+    )
+    assert from_dict(DataSettings, json.loads(json.dumps(to_dict(data)))) == data
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, DataSettings)
+    given = from_arguments(
+        DataSettings, parser.parse_args("--tasks hopper pong --episodes 7 --action-noise 0.1 0.2".split())
+    )
+    assert given.episodes == 7 and given.of("episodes", "pong") == 7 and given.of("action_noise", "pong") == 0.2
+    assert to_dict(given)["episodes"] == 7  # one number for all tasks is stored as one number
+
+
 def test_atari_frames_are_stored_at_model_resolution():
     data = collect("breakout", "random", 1, seed=0, progress=False, max_episode_steps=60)
     assert data[0].observations.shape[1:] == TASKS["breakout"].observation_shape

@@ -25,7 +25,7 @@ from gato_min.data.formats import read_d4rl, read_minari
 from gato_min.data.reference import reference_returns
 from gato_min.envs import check_tier, get_task
 from gato_min.observations import flatten_observations
-from gato_min.settings import check_finite, setting
+from gato_min.settings import check_finite, check_number, setting
 
 TEXT_TASK = "text"  # the pseudo-task of the shipped prose corpus (text tokens only)
 
@@ -35,12 +35,14 @@ class DataSettings:
     tasks: tuple[str, ...] = setting(("halfcheetah",), "tasks (registry names), or 'text' for the shipped prose")
     weights: tuple[float, ...] | None = setting(None, "sampling weight per task (None: equal)")
     tier: str = setting("expert", "behaviour-policy tier collected for the control tasks")
-    episodes: int = setting(100, "episodes collected per control task")
+    episodes: tuple[int, ...] | int = setting(
+        100, "episodes collected per control task: one number for all, or one per task (in the order of tasks)"
+    )
     data_seed: int = setting(0, "seed of the collected episodes")
-    action_noise: float = setting(
+    action_noise: tuple[float, ...] | float = setting(
         0.0,
         "collecting: std of Gaussian noise on continuous actions (0.1: TD3's own), or the chance of a random "
-        "button (Atari: replaces the expert's epsilon); see collect",
+        "button (Atari: replaces the expert's epsilon); see collect. One number for all, or one per task",
     )
     record: str = setting(
         "played",
@@ -69,10 +71,18 @@ class DataSettings:
             )
         if self.record not in ("played", "intended"):
             raise ValueError(f"DataSettings.record must be 'played' or 'intended', got {self.record!r}")
-        if not isinstance(self.episodes, int) or self.episodes <= 0:
-            raise ValueError(f"DataSettings.episodes must be a positive int, got {self.episodes!r}")
-        if self.action_noise < 0:
-            raise ValueError(f"DataSettings.action_noise must be >= 0, got {self.action_noise}")
+        for name, integer in (("episodes", True), ("action_noise", False)):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) == 1:  # one number for every task
+                object.__setattr__(self, name, value := value[0])
+            values = value if isinstance(value, tuple) else (value,)
+            if isinstance(value, tuple) and len(value) != len(self.tasks):
+                raise ValueError(
+                    f"DataSettings.{name} has {len(value)} entries for {len(self.tasks)} tasks (give one number "
+                    "for all tasks, or one per task in the order of tasks)"
+                )
+            for v in values:
+                check_number(f"DataSettings.{name}", v, minimum=1 if integer else 0, integer=integer)
         if not 0 <= self.min_return_fraction <= 1 or not 0 < self.heldout_fraction < 1:
             raise ValueError("DataSettings.min_return_fraction must lie in [0, 1] and heldout_fraction in (0, 1)")
 
@@ -80,6 +90,11 @@ class DataSettings:
     def task_weights(self) -> np.ndarray:
         weights = np.ones(len(self.tasks)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         return weights / weights.sum()
+
+    def of(self, name: str, task: str):
+        """The per-task setting `name` ('episodes' or 'action_noise') of `task`."""
+        value = getattr(self, name)
+        return value[self.tasks.index(task)] if isinstance(value, tuple) else value
 
     def dataset_of(self, task: str) -> str | None:
         """The user's dataset for `task`, if the run trains on one."""
@@ -151,10 +166,10 @@ def _collection(task: str, settings: DataSettings) -> dict:
     """The arguments of `gato_min.data.collect` that give `task`'s episodes under `settings`."""
     if settings.tier != "random":
         check_tier(task, settings.tier)
-    noise = 0.0 if settings.tier == "random" else settings.action_noise
+    noise = 0.0 if settings.tier == "random" else settings.of("action_noise", task)
     return dict(
         tier=settings.tier,
-        episodes=settings.episodes,
+        episodes=settings.of("episodes", task),
         seed=settings.data_seed,
         action_noise=noise,
         record=settings.record if noise else "played",
