@@ -49,12 +49,13 @@ returns is the one the emulator applies. Frameskip is the v5 default of 4.
 
 While tuning (ale-py 0.12.1, ten episodes from env seeds 0..9, no no-op starts, 27000-step
 cap) the players scored Pong +21.0 ± 0.0 at epsilon 0 (every game 21-0) and Breakout +414.1 ±
-8.4 (all five lives eventually lost). With epsilon > 0 the player still plans at every step
-and plays a random button instead of the planned one with chance epsilon (`_explore`; the
+8.4 (the last-moment version; all five lives eventually lost). With epsilon > 0 the player
+still plans at every step and plays a random button instead of the planned one with chance epsilon (`_explore`; the
 planned one stays in `intended`, the label of a DART collection). The reference returns of the
 shipped tiers (epsilon 0, 0.1, 0.3), measured with the collection protocol (random no-op
 starts), come from `python -m gato_min reference-returns --tasks pong breakout`: Pong +21.0,
-+8.6, -13.5; Breakout 448.9, 54.2, 13.1 (20 episodes each).
++8.6, -13.5; Breakout 464.7, 151.1, 42.0 (20 episodes each; the last-moment version made 448.9,
+54.2, 13.1: moving early mostly makes the player far harder to throw off with random buttons).
 
 Pong with sticky actions off is deterministic: every seed gives the same episode at epsilon 0.
 """
