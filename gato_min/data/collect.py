@@ -93,11 +93,17 @@ def behaviour_id(task: str, tier: str) -> str | None:
         return "random"
     if tier in spec.policies:
         source = spec.policies[tier]
+        if isinstance(source, str) and source.endswith(".zip") and Path(source).is_file():
+            return f"user {source} {_digest(Path(source))}"  # a retrained model at the same path counts
         return f"user {source if isinstance(source, str) else getattr(source, '__qualname__', repr(source))}"
     if spec.family == "atari":
         return f"{ATARI_POLICIES[task].__name__} v{ATARI_POLICIES[task].VERSION}"
     path = policy_file(task, tier)
-    return "actor " + hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+    return "actor " + _digest(path) if path.is_file() else None
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def is_current(path: Path, task: str, tier: str) -> bool:
@@ -384,15 +390,6 @@ def load_or_collect(
         print(f"{path} was collected by another {tier} behaviour than {behaviour_id(task, tier)!r}; "
               "collecting it again", file=sys.stderr)  # fmt: skip
     if not is_current(path, task, tier):
-        collect_to_file(
-            task,
-            tier,
-            episodes,
-            seed,
-            num_envs,
-            cache=cache,
-            progress=progress,
-            action_noise=action_noise,
-            record=record,
-        )
+        arguments = dict(cache=cache, progress=progress, action_noise=action_noise, record=record)
+        collect_to_file(task, tier, episodes, seed, num_envs, **arguments)
     return read_d4rl(path)
