@@ -127,7 +127,8 @@ print(json.dumps(out))
         assert rows == len((RESULTS / name / "metrics.jsonl").read_text().splitlines()) and steps > 0
         stored_weights = load_file(RESULTS / name / "model.safetensors")
         assert parameters == sum(t.numel() for t in stored_weights.values())  # every stored tensor loaded, none made up
-        assert reports and all(r.startswith("eval") for r in reports)
+        assert all(r.startswith("eval") for r in reports)
+        assert reports or name.startswith("screen-"), name  # a screen compares training curves; it is not played
 
 
 def test_fetches_once_then_uses_the_cache(no_checkout, monkeypatch):
