@@ -402,9 +402,13 @@ COPIES = {
 for name, row in COPIES.items():
     print(f"{name:12s} loss {row['probe_loss']:.3f} (marginal {row['marginal_loss']:.3f})   returns {row['returns']}")
 assert np.mean(COPIES["early"]["returns"]) > 3 * np.mean(COPIES["last moment"]["returns"])
+def final_ratio(run):
+    last = [r for r in rows(run) if "heldout" in r][-1]
+    return last["heldout"]["breakout"] / last["baseline"]["breakout"]
+
+
 pixel = {
-    name: np.mean([[r for r in rows(run) if "heldout" in r][-1]["heldout"]["breakout"]
-                   / [r for r in rows(run) if "heldout" in r][-1]["baseline"]["breakout"] for run in runs])
+    name: np.mean([final_ratio(run) for run in runs])
     for name, runs in (("last moment", LAST_MOMENT), ("early", [RUNS["breakout", 0], RUNS["breakout", 1]]))
 }
 print("pixel models, held-out loss / marginal at step 5,000:", {k: round(float(v), 2) for k, v in pixel.items()})
