@@ -24,6 +24,7 @@ from gato_min.optim import TrainSettings
 from gato_min.settings import add_arguments, from_arguments
 from gato_min.tools.cli_assets import add_asset_commands
 from gato_min.tools.cli_bench import add_bench_commands
+from gato_min.tools.cli_generalist import add_generalist_commands
 from gato_min.tools.demo import DEMO_STEPS, DEMO_TASK, run_demo, task_recipe
 from gato_min.tools.tokenize_demo import tokenize_demo
 from gato_min.train import train
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_asset_commands(sub, common)
     add_bench_commands(sub, common)
+    add_generalist_commands(sub, common)
     return parser
 
 

@@ -1,0 +1,225 @@
+"""The generalist: one set of weights for three MuJoCo bodies, two Atari games and text.
+
+    python -m gato_min generalist --out runs/generalist                 (train, then play every task)
+    python -m gato_min generalist --out runs/generalist-notext --no-text (the ablation without text)
+
+Gato's claim (Reed et al., 2022, Sec. 1 and 4) is one network with one set of weights across
+embodiments. This recipe trains exactly that on a CPU: every batch mixes windows of HalfCheetah,
+Hopper and Walker2d (joint readings, continuous torques), Pong and Breakout (pixels, buttons) and
+the project's own prose (next-token prediction with the shipped SentencePiece model), each
+task's rows drawn by its sampling weight (`GENERALIST_WEIGHTS`).
+
+Choices, each said where the paper is silent or where it departs from the specialists:
+
+* **One context for all.** Gato fills 1,024 tokens with as many whole timesteps as fit. Here a
+  window is 108 tokens: 4 Atari timesteps (27 tokens each, the Atari recipe's window), and then
+  4 timesteps of HalfCheetah or Walker2d (24 tokens each) and 7 of Hopper (15). The MuJoCo
+  specialists train on windows of one timestep; how much the longer, correlated windows cost
+  them is one of the figures this run measures (chapter 11).
+* **The data of the specialists**: each task's episodes are exactly those of its specialist
+  (`demo.task_recipe`: 500 DART episodes per body, Walker2d 1,000 noisier ones, 40 Atari games
+  at epsilon 0.2), so a generalist and the specialists differ only in the network and its mix.
+* **One model for all**: two layers of width 96 (Walker2d's specialist width), a 16-channel
+  patch block (the Atari recipe), an untied head, local positions for actions; the peak rate is
+  1e-3, between the MuJoCo recipe's 2e-3 and the Atari recipe's 5e-4.
+* **Equal compute**: the five specialists train for 2,500 s together on 2 cores (310 + 210 +
+  307 + 726 + 941 s, their stored demo.json); `GENERALIST_STEPS` is set so that the generalist
+  trains about as long.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gato_min.config import GatoConfig
+from gato_min.data.training_set import TEXT_TASK, DataSettings
+from gato_min.envs import get_task
+from gato_min.evaluate import evaluate_run
+from gato_min.files import atomic_write_json
+from gato_min.launch import train_processes
+from gato_min.optim import TrainSettings
+from gato_min.sequence import TimestepLayout, build_batch, encode_timesteps
+from gato_min.tokenize import Tokenizer
+from gato_min.tools.demo import task_recipe
+
+CONTROL_TASKS = ("halfcheetah", "hopper", "walker2d", "pong", "breakout")
+GENERALIST_TASKS = (*CONTROL_TASKS, TEXT_TASK)
+# rows of a batch per task, relative: Walker2d is the hardest body (its specialist needs more and
+# noisier data), Hopper the easiest; text is a small corpus, a small share keeps it from being
+# learned by heart
+GENERALIST_WEIGHTS = {"halfcheetah": 1.0, "hopper": 0.75, "walker2d": 1.5, "pong": 1.0, "breakout": 1.0, "text": 0.25}
+GENERALIST_SIZES = {
+    "small": dict(n_layer=2, d_model=96, n_head=3, d_ff=384),
+    "large": dict(n_layer=3, d_model=128, n_head=4, d_ff=512),
+}
+GENERALIST_CONTEXT = 108  # 4 Atari timesteps of 27 tokens
+GENERALIST_STEPS = 6000
+GENERALIST_BATCH = 128
+DOMAINS = {"MuJoCo": ("halfcheetah", "hopper", "walker2d"), "Atari": ("pong", "breakout")}
+
+
+def generalist_config(size: str = "small") -> GatoConfig:
+    """The generalist's model: `GENERALIST_SIZES[size]` on the cpu-small preset (the shipped
+    1,024-piece text model), a 108-token context, an untied head, local positions for action
+    tokens, smooth starting rows for the continuous bins and a 16-channel patch block."""
+    if size not in GENERALIST_SIZES:
+        raise ValueError(f"size must be one of {sorted(GENERALIST_SIZES)}, got {size!r}")
+    return GatoConfig.from_preset(
+        "cpu-small",
+        context_length=GENERALIST_CONTEXT,
+        tie_head=False,
+        action_positions="local",
+        value_init="smooth",
+        patch_channels=16,
+        patch_groups=8,
+        **GENERALIST_SIZES[size],
+    )
+
+
+def generalist_settings(
+    seed: int = 0, steps: int = GENERALIST_STEPS, text: bool = True, tasks: tuple[str, ...] | None = None
+) -> tuple[DataSettings, TrainSettings]:
+    """The generalist's data and training settings: every control task's specialist data
+    (`task_recipe`), sampled by `GENERALIST_WEIGHTS`, plus the prose corpus unless `text` is
+    False; `GENERALIST_BATCH` windows a step at a peak rate of 1e-3 after 100 warm-up steps,
+    cosine to a tenth; held-out losses and checkpoints every 500 steps. `tasks` picks a subset of
+    the control tasks (default: all five)."""
+    tasks = tuple(CONTROL_TASKS if tasks is None else tasks)
+    unknown = [t for t in tasks if t not in CONTROL_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {CONTROL_TASKS}, got {tasks}")
+    if text:
+        tasks = (*tasks, TEXT_TASK)
+    recipes = {t: task_recipe(t) for t in tasks if t != TEXT_TASK}
+    data = DataSettings(
+        tasks=tasks,
+        weights=tuple(GENERALIST_WEIGHTS[t] for t in tasks),
+        # text reads the corpus: its entries are placeholders the settings require per task
+        episodes=tuple(recipes[t]["episodes"] if t in recipes else 1 for t in tasks),
+        action_noise=tuple(recipes[t]["action_noise"] if t in recipes else 0.0 for t in tasks),
+        record="intended",
+        min_return_fraction=0.0,
+    )
+    settings = TrainSettings(
+        steps=steps,
+        batch_size=GENERALIST_BATCH,
+        lr=1e-3,
+        warmup_steps=100,
+        seed=seed,
+        eval_every=500,
+        eval_batches=4,
+        checkpoint_every=500,
+    )
+    return data, settings
+
+
+@torch.no_grad()
+def generate_text(
+    model, prompt: str, tokens: int = 40, temperature: float = 0.8, seed: int = 0, tokenizer: Tokenizer | None = None
+) -> str:
+    """Continue `prompt` by `tokens` text pieces sampled from `model` at `temperature` (0: the most
+    likely piece), only among text ids, through the one batch builder (a text timestep is one
+    token); the window keeps the latest `context_length` tokens. Returns prompt + continuation."""
+    if not isinstance(tokens, int) or tokens < 1:
+        raise ValueError(f"tokens must be a positive int, got {tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    config = model.config
+    tokenizer = tokenizer or Tokenizer(config)
+    ids = [int(i) for i in tokenizer.encode_text(prompt)]
+    if not ids:
+        raise ValueError("prompt holds no text pieces; give at least one word")
+    layout = TimestepLayout.text(config.patch_size)
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    for _ in range(tokens):
+        window = np.asarray(ids[-config.context_length :], dtype=np.int64)
+        timesteps = encode_timesteps(layout, tokenizer, text_ids=window[:, None])
+        steps = np.arange(len(window))[None, :]
+        batch = build_batch(layout, config, timesteps, steps, np.ones_like(steps, dtype=bool))
+        logits = model(batch)[0, -1, : config.text_vocab_size]
+        if temperature == 0:
+            piece = int(logits.argmax())
+        else:
+            piece = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
+        ids.append(piece)
+    model.train(was_training)
+    return tokenizer.decode_text(np.asarray(ids))
+
+
+def run_generalist(
+    out: str | Path,
+    seed: int = 0,
+    steps: int = GENERALIST_STEPS,
+    size: str = "small",
+    text: bool = True,
+    processes: int = 2,
+    eval_episodes: int = 20,
+    eval_seed: int = 1000,
+    gif_steps: int = 200,
+    cache=None,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> dict:
+    """Train (or resume) the generalist in `<out>/run`, then play every control task
+    `eval_episodes` times without and with a demonstration prompt (episodes `eval_seed`...,
+    torques read as the mean of their bins, buttons sampled at temperature 1, as the specialists
+    were scored); writes `<out>/generalist.json` (stage times, held-out losses, scores)."""
+    if not isinstance(eval_episodes, int) or eval_episodes < 2:
+        raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
+    out = Path(out)
+    config = generalist_config(size)
+    data, settings = generalist_settings(seed, steps, text)
+    times = {}
+    begin = time.perf_counter()
+    summary = train_processes(config, data, settings, out / "run", processes, cache=cache, progress=progress)
+    times["train_s"] = round(time.perf_counter() - begin, 1)
+    reports = {}
+    for name, prompt_tokens in (("no-prompt", 0), ("prompted", None)):
+        begin = time.perf_counter()
+        report = evaluate_run(
+            out / "run",
+            list(CONTROL_TASKS),
+            episodes=eval_episodes,
+            num_envs=min(eval_episodes, 20),
+            seed=eval_seed,
+            prompt_tokens=prompt_tokens,
+            temperature=1.0,
+            readout="mean",
+            gif_steps=gif_steps if name == "no-prompt" else 0,
+            max_steps=max_steps,
+            cache=cache,
+            progress=progress,
+        )
+        times[f"evaluate_{name}_s"] = round(time.perf_counter() - begin, 1)
+        reports[name] = {
+            "report": str(Path(report["out"]).relative_to(out / "run")),
+            "scores": {r["task"]: [round(r["score_mean"], 2), round(r["score_ci95"], 2)] for r in report["tasks"]},
+        }
+    result = {
+        "seed": seed,
+        "size": size,
+        "text": text,
+        "steps": summary["step"],
+        "parameters": summary["parameters"],
+        "processes": processes,
+        "times": times,
+        "heldout": summary["heldout"],
+        "baseline": summary["baseline"],
+        "evaluations": reports,
+    }
+    atomic_write_json(out / "generalist.json", result)
+    return result
+
+
+def domain_of(task: str) -> str:
+    """'MuJoCo', 'Atari' or 'text'."""
+    if task == TEXT_TASK:
+        return "text"
+    family = get_task(task).family
+    return {"mujoco": "MuJoCo", "atari": "Atari"}.get(family, family)

@@ -1,0 +1,147 @@
+"""The generalist's recipe, its text sampler and the figures pooled from its runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gato_min.data.training_set import TEXT_TASK
+from gato_min.envs import get_task
+from gato_min.model import GatoModel
+from gato_min.sequence import TimestepLayout
+from gato_min.statistics import iqm_ci, mean_ci
+from gato_min.tokenize import Tokenizer
+from gato_min.tools.cli_generalist import _specialists
+from gato_min.tools.demo import task_recipe
+from gato_min.tools.generalist import (
+    CONTROL_TASKS,
+    GENERALIST_WEIGHTS,
+    generalist_config,
+    generalist_settings,
+    generate_text,
+)
+from gato_min.tools.generalist_report import episode_scores, score_table, summarize, write_summary
+
+
+def test_the_shared_context_holds_whole_timesteps_of_every_task():
+    config = generalist_config()
+    atari = TimestepLayout.for_task(get_task("pong")).tokens_per_timestep
+    assert config.context_length == 4 * atari  # the Atari recipe's window, exactly
+    for task in CONTROL_TASKS:
+        per_step = TimestepLayout.for_task(get_task(task)).tokens_per_timestep
+        assert config.context_length // per_step >= 4, task
+    assert GatoModel(generalist_config("large")).num_parameters() > GatoModel(config).num_parameters()
+    with pytest.raises(ValueError, match="size"):
+        generalist_config("huge")
+
+
+def test_each_task_gets_its_specialists_data_and_its_weight():
+    data, settings = generalist_settings(seed=3, steps=10)
+    assert data.tasks == (*CONTROL_TASKS, TEXT_TASK)
+    for task in CONTROL_TASKS:
+        assert data.of("episodes", task) == task_recipe(task)["episodes"]
+        assert data.of("action_noise", task) == task_recipe(task)["action_noise"]
+    assert data.weights == tuple(GENERALIST_WEIGHTS[t] for t in data.tasks)
+    assert (data.record, settings.seed, settings.steps) == ("intended", 3, 10)
+    no_text, _ = generalist_settings(text=False, tasks=("hopper", "pong"))
+    assert no_text.tasks == ("hopper", "pong")
+    with pytest.raises(ValueError, match="subset"):
+        generalist_settings(tasks=("hopper", "text"))
+
+
+def test_generated_text_continues_the_prompt_with_text_pieces():
+    torch.manual_seed(0)
+    model = GatoModel(generalist_config())
+    tokenizer = Tokenizer(model.config)
+    prompt = "The agent plays"
+    greedy = generate_text(model, prompt, tokens=12, temperature=0)
+    assert greedy.startswith(prompt) and len(greedy) > len(prompt)
+    assert greedy == generate_text(model, prompt, tokens=12, temperature=0)
+    sampled = [generate_text(model, prompt, tokens=12, seed=s) for s in (0, 1)]
+    assert sampled[0] == generate_text(model, prompt, tokens=12, seed=0) and sampled[0] != sampled[1]
+    # past the context the window keeps the latest tokens, and every piece stays a text piece
+    long = generate_text(model, prompt, tokens=model.config.context_length + 5, temperature=0)
+    ids = tokenizer.encode_text(long)
+    assert ids.max() < model.config.text_vocab_size
+    for bad, match in ((dict(tokens=0), "tokens"), (dict(temperature=-1.0), "temperature")):
+        with pytest.raises(ValueError, match=match):
+            generate_text(model, prompt, **bad)
+
+
+def _report(folder, task_returns, random=0.0, expert=100.0):
+    folder.mkdir(parents=True)
+    rows = [{"task": t, "returns": list(r), "random_return": random, "expert_return": expert} for t, r in task_returns]
+    (folder / "report.json").write_text(json.dumps({"tasks": rows}))
+    return folder
+
+
+def _generalist_folder(root, name, seed, shift):
+    run = root / name / "run"
+    returns = {t: np.arange(20.0) + shift + 10 * i for i, t in enumerate(CONTROL_TASKS)}
+    _report(run / "eval-a", [(t, r) for t, r in returns.items()])
+    _report(run / "eval-b", [(t, r + 5) for t, r in returns.items()])
+    rows = [
+        {
+            "step": s,
+            "elapsed_s": 30.0 * s,
+            "heldout": {"hopper": 1.0 / s, "text": 2.0},
+            "baseline": {"hopper": 1.0, "text": 4.0},
+        }
+        for s in (1, 2)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = {
+        "seed": seed,
+        "size": "small",
+        "text": True,
+        "steps": 2,
+        "parameters": 10,
+        "times": {"train_s": 60.0},
+        "heldout": {"hopper": 0.5, "text": 2.0},
+        "baseline": {"hopper": 1.0, "text": 4.0},
+        "evaluations": {"no-prompt": {"report": "eval-a"}, "prompted": {"report": "eval-b"}},
+    }
+    (root / name / "generalist.json").write_text(json.dumps(result))
+    return root / name
+
+
+def test_scores_pool_every_episode_of_every_seed(tmp_path):
+    folders = [_generalist_folder(tmp_path, f"g{s}", s, shift=s) for s in (0, 1)]
+    summary = summarize(folders)
+    pooled = np.concatenate([np.arange(20.0) + 20, np.arange(20.0) + 21])  # walker2d: third task, both seeds
+    mean, ci = mean_ci(pooled)
+    assert summary["no-prompt"]["tasks"]["walker2d"] == {"mean": round(mean, 2), "ci95": round(ci, 2), "episodes": 40}
+    assert summary["prompted"]["tasks"]["walker2d"]["mean"] == pytest.approx(mean + 5, abs=0.01)
+    atari = {
+        t: np.concatenate([np.arange(20.0) + s + 10 * CONTROL_TASKS.index(t) for s in (0, 1)])
+        for t in ("pong", "breakout")
+    }
+    value, low, high = iqm_ci(atari)
+    assert summary["no-prompt"]["domains"]["Atari"] == {
+        "iqm": round(value, 2),
+        "low": round(low, 2),
+        "high": round(high, 2),
+    }
+    assert summary["seeds"] == [0, 1] and summary["heldout"]["text"] == [2.0, 2.0]
+
+    specialist = _report(tmp_path / "spec" / "eval-a", [("hopper", np.full(10, 50.0))]).parent
+    summary = write_summary(folders, tmp_path / "out", {"specialists": ([str(specialist)], "eval-a")})
+    assert summary["specialists"]["specialists"]["tasks"]["hopper"]["mean"] == 50.0
+    stored = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert stored["no-prompt"] == summary["no-prompt"]
+    assert (tmp_path / "out" / "scores.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").is_file()
+
+
+def test_episode_scores_normalize_by_the_reports_references(tmp_path):
+    folder = _report(tmp_path / "r", [("pong", [-21.0, 0.0])], random=-21.0, expert=21.0)
+    np.testing.assert_allclose(episode_scores(folder)["pong"], [0.0, 50.0])
+    with pytest.raises(FileNotFoundError, match="generalist"):
+        summarize([tmp_path / "missing"])
+    assert score_table({"hopper": np.array([1.0, 3.0])})["domains"]["MuJoCo"]["iqm"] == 2.0
+
+
+def test_specialists_flag_names_label_report_and_runs():
+    assert _specialists(["s=eval:a,b"]) == {"s": (["a", "b"], "eval")}
+    with pytest.raises(ValueError, match="LABEL=REPORT"):
+        _specialists(["s=eval"])
