@@ -192,3 +192,29 @@ def write_summary(folders: list[str | Path], out: str | Path, specialists: dict 
     plot_domain_curves(folders, out / "curves.png")
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _cell(row: dict | None) -> str:
+    return "-" if row is None else f"{row['mean']:.1f} ± {row['ci95']:.1f}"
+
+
+def markdown_table(summary: dict) -> str:
+    """The results table of the READMEs and the chapter, from a stored summary: one row per task
+    (mean ± 95 % CI of the normalized score) and per domain (IQM [95 % bootstrap interval]), one
+    column per evaluation and per specialist set. tests/test_generalist.py checks that both
+    READMEs hold exactly this table for the stored summary."""
+    columns = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
+    columns |= summary.get("specialists", {})
+    lines = [
+        "| task | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for task in CONTROL_TASKS:
+        lines.append(f"| {task} | " + " | ".join(_cell(c["tasks"].get(task)) for c in columns.values()) + " |")
+    for domain in DOMAINS:
+        cells = []
+        for table in columns.values():
+            row = table["domains"].get(domain)
+            cells.append("-" if row is None else f"{row['iqm']:.1f} [{row['low']:.1f}, {row['high']:.1f}]")
+        lines.append(f"| **{domain} IQM** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
