@@ -12,6 +12,7 @@ from gato_min.model import GatoModel
 from gato_min.sequence import TimestepLayout
 from gato_min.statistics import iqm_ci, mean_ci
 from gato_min.tokenize import Tokenizer
+from gato_min.tools.bench_scale import bench_scale, worker_memory_gib
 from gato_min.tools.cli_generalist import _specialists
 from gato_min.tools.demo import task_recipe
 from gato_min.tools.generalist import (
@@ -145,3 +146,20 @@ def test_specialists_flag_names_label_report_and_runs():
     assert _specialists(["s=eval:a,b"]) == {"s": (["a", "b"], "eval")}
     with pytest.raises(ValueError, match="LABEL=REPORT"):
         _specialists(["s=eval"])
+
+
+def test_the_scale_bench_measures_each_batch_in_its_own_process():
+    result = bench_scale("cpu-tiny", batch_sizes=(2, 1), task="halfcheetah", repeats=1, threads=1)
+    assert [r["batch_size"] for r in result["rows"]] == [1, 2]
+    assert result["state_bytes"] == 16 * result["parameters"]
+    one, two = result["rows"]
+    assert two["flops_per_step"] == pytest.approx(2 * one["flops_per_step"], rel=0.05)
+    assert result["flops_per_sequence"] == pytest.approx(one["flops_per_step"])
+    assert worker_memory_gib(result, 4) == pytest.approx(
+        (result["state_bytes"] + 4 * result["activation_bytes_per_sequence"]) / 2**30
+    )
+    for bad in (dict(batch_sizes=(1,)), dict(preset="gato-9b")):
+        with pytest.raises((ValueError, KeyError)):
+            bench_scale(**({"preset": "cpu-tiny"} | bad))
+    with pytest.raises(ValueError, match="sequences_per_worker"):
+        worker_memory_gib(result, 0)

@@ -14,6 +14,7 @@ from gato_min.files import atomic_write_json
 from gato_min.tools.bench_busy import bench_busy
 from gato_min.tools.bench_learn import CONTENDERS, bench_learn
 from gato_min.tools.bench_pixels import bench_pixel_acting, bench_pixels
+from gato_min.tools.bench_scale import bench_scale, worker_memory_gib
 from gato_min.tools.benchmarks import bench_act, bench_batches, bench_processes, bench_train
 
 
@@ -188,9 +189,44 @@ def _bench_learn(args) -> int:
     return 0
 
 
+def _bench_scale(args) -> int:
+    result = bench_scale(args.preset, args.batch_sizes, args.task, args.repeats, args.threads)
+    print(
+        f"one training step of {args.preset} ({result['parameters']:,} parameters, {result['context_length']}-token "
+        f"windows of {args.task}), {args.threads} threads, each batch size in a fresh process"
+    )
+    print(f"{'batch':>5s} {'s/step':>8s} {'tokens/s':>9s} {'GFLOP/step':>11s} {'peak memory':>12s}")
+    for row in result["rows"]:
+        print(
+            f"{row['batch_size']:5d} {row['step_s']:8.2f} {row['tokens_per_s']:9,.0f} "
+            f"{row['flops_per_step'] / 1e9:11,.0f} {row['peak_rss_bytes'] / 2**30:9.2f} GiB"
+        )
+    print(
+        f"state (weights, gradients, AdamW moments): {result['state_bytes'] / 2**30:.2f} GiB; each further "
+        f"sequence: {result['activation_bytes_per_sequence'] / 2**30:.2f} GiB"
+    )
+    for per_worker in (8, 32, 64):
+        print(f"  a worker with {per_worker} sequences: about {worker_memory_gib(result, per_worker):.0f} GiB")
+    if args.out:
+        atomic_write_json(Path(args.out) / "scale.json", result)
+        print(f"-> {args.out}/scale.json")
+    return 0
+
+
 def add_bench_commands(sub, common: argparse.ArgumentParser) -> None:
     """Add bench-collect, bench-batches, bench-train, bench-processes, bench-act, bench-pixels,
-    state-copy, bench-busy and bench-learn to `sub`."""
+    state-copy, bench-busy, bench-learn and bench-scale to `sub`."""
+    p = sub.add_parser(
+        "bench-scale", parents=[common], help="cost and memory of one training step of a paper-size preset"
+    )
+    p.add_argument("--preset", default="gato-79m")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="sequences per step, one process each")
+    p.add_argument("--task", default="pong", help="whose windows fill the context")
+    p.add_argument("--repeats", type=int, default=2, help="timed steps after one warm-up step")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None, help="folder for scale.json")
+    p.set_defaults(func=_bench_scale)
+
     p = sub.add_parser(
         "bench-collect", parents=[common], help="measure collection speed (steps/s) for several numbers of envs"
     )

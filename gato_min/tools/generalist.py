@@ -50,7 +50,7 @@ CONTROL_TASKS = ("halfcheetah", "hopper", "walker2d", "pong", "breakout")
 GENERALIST_TASKS = (*CONTROL_TASKS, TEXT_TASK)
 # rows of a batch per task, relative: Walker2d is the hardest body (its specialist needs more and
 # noisier data), Hopper the easiest. The prose corpus is small (4,046 pieces, 405 of them held out):
-# at 0.1 (about 2 rows of 128, 250 pieces a step) a run still passes over it about 400 times, so its
+# at 0.1 (about 2 rows of 128, 250 pieces a step) a run still passes over it about 500 times, so its
 # held-out text loss shows where memorizing starts (chapter 11)
 GENERALIST_WEIGHTS = {"halfcheetah": 1.0, "hopper": 0.75, "walker2d": 1.5, "pong": 1.0, "breakout": 1.0, "text": 0.1}
 GENERALIST_SIZES = {
