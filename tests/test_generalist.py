@@ -1,6 +1,7 @@
 """The generalist's recipe, its text sampler and the figures pooled from its runs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from gato_min.tools.generalist import (
     generalist_settings,
     generate_text,
 )
-from gato_min.tools.generalist_report import episode_scores, score_table, summarize, write_summary
+from gato_min.tools.generalist_report import episode_scores, markdown_table, score_table, summarize, write_summary
 
 
 def test_the_shared_context_holds_whole_timesteps_of_every_task():
@@ -126,9 +127,10 @@ def test_scores_pool_every_episode_of_every_seed(tmp_path):
     }
     assert summary["seeds"] == [0, 1] and summary["heldout"]["text"] == [2.0, 2.0]
 
-    specialist = _report(tmp_path / "spec" / "eval-a", [("hopper", np.full(10, 50.0))]).parent
-    summary = write_summary(folders, tmp_path / "out", {"specialists": ([str(specialist)], "eval-a")})
-    assert summary["specialists"]["specialists"]["tasks"]["hopper"]["mean"] == 50.0
+    specialist = _report(tmp_path / "spec" / "eval-a", [("hopper", np.r_[np.full(20, 50.0), np.full(10, 80.0)])])
+    summary = write_summary(folders, tmp_path / "out", {"specialists": [str(specialist)]})
+    hopper = summary["specialists"]["specialists"]["tasks"]["hopper"]  # cut to the generalists' 20 episodes
+    assert (hopper["mean"], hopper["episodes"]) == (50.0, 20)
     stored = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert stored["no-prompt"] == summary["no-prompt"]
     assert (tmp_path / "out" / "scores.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").is_file()
@@ -143,9 +145,9 @@ def test_episode_scores_normalize_by_the_reports_references(tmp_path):
 
 
 def test_specialists_flag_names_label_report_and_runs():
-    assert _specialists(["s=eval:a,b"]) == {"s": (["a", "b"], "eval")}
+    assert _specialists(["s=a/eval,b/eval"]) == {"s": ["a/eval", "b/eval"]}
     with pytest.raises(ValueError, match="LABEL=REPORT"):
-        _specialists(["s=eval"])
+        _specialists(["s="])
 
 
 def test_the_scale_bench_measures_each_batch_in_its_own_process():
@@ -163,3 +165,13 @@ def test_the_scale_bench_measures_each_batch_in_its_own_process():
             bench_scale(**({"preset": "cpu-tiny"} | bad))
     with pytest.raises(ValueError, match="sequences_per_worker"):
         worker_memory_gib(result, 0)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README_zh.md"])
+def test_the_readme_results_table_is_the_stored_summarys(readme):
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "results" / "generalist-summary" / "summary.json").read_text())
+    text = (root / readme).read_text()
+    start, end = "<!-- generalist-table -->", "<!-- /generalist-table -->"
+    assert text.count(start) == 1 and text.count(end) == 1, f"{readme} has no results table between {start} {end}"
+    assert text.split(start)[1].split(end)[0].strip() == markdown_table(summary)

@@ -35,14 +35,13 @@ def _generalist(args) -> int:
 
 
 def _specialists(pairs: list[str] | None) -> dict:
-    """--specialists LABEL=REPORT:RUN,RUN,... into {label: (runs, report)}."""
+    """--specialists LABEL=REPORT,REPORT,... into {label: [report folders]}."""
     found = {}
     for pair in pairs or []:
-        label, _, rest = pair.partition("=")
-        report, _, runs = rest.partition(":")
-        if not label or not report or not runs:
-            raise ValueError(f"--specialists takes LABEL=REPORT:RUN,RUN,... got {pair!r}")
-        found[label] = (runs.split(","), report)
+        label, _, reports = pair.partition("=")
+        if not label or not reports:
+            raise ValueError(f"--specialists takes LABEL=REPORT,REPORT,... (evaluation report folders), got {pair!r}")
+        found[label] = reports.split(",")
     return found
 
 
@@ -82,7 +81,8 @@ def add_generalist_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--specialists",
         nargs="*",
-        help="LABEL=REPORT:RUN,RUN,... stored specialist runs to compare, e.g. "
-        "specialists=eval-no-prompt-mean-seed1000:results/hopper-fast,results/pong-fast",
+        help="LABEL=REPORT,REPORT,... evaluation reports of specialists to compare (each cut to the episodes the "
+        "generalists played), e.g. specialists=results/hopper-fast/eval-no-prompt-mean-seed1000,"
+        "results/pong-fast/eval-no-prompt-seed1000",
     )
     p.set_defaults(func=_generalist_report)

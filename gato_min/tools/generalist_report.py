@@ -96,12 +96,12 @@ def summarize(folders: list[str | Path]) -> dict:
     return summary
 
 
-def specialist_scores(folders: list[str | Path], report: str) -> dict[str, np.ndarray]:
-    """Episode scores of stored specialist runs (one task each), pooled per task: `folders` are
-    run folders, `report` the evaluation folder inside each."""
-    per_run = [episode_scores(Path(f) / report) for f in folders]
-    tasks = sorted({t for s in per_run for t in s}, key=CONTROL_TASKS.index)
-    return {t: np.concatenate([s[t] for s in per_run if t in s]) for t in tasks}
+def specialist_scores(report_dirs: list[str | Path], episodes: int | None = None) -> dict[str, np.ndarray]:
+    """Episode scores of stored specialists' evaluation reports, pooled per task; `episodes` keeps
+    the first that many of each report (the episode seeds a generalist was played on)."""
+    per_report = [episode_scores(d) for d in report_dirs]
+    tasks = sorted({t for s in per_report for t in s}, key=CONTROL_TASKS.index)
+    return {t: np.concatenate([s[t][:episodes] for s in per_report if t in s]) for t in tasks}
 
 
 def plot_score_bars(tables: dict[str, dict], path: str | Path, title: str = "") -> Path:
@@ -176,16 +176,18 @@ def plot_domain_curves(folders: list[str | Path], path: str | Path) -> Path:
 
 def write_summary(folders: list[str | Path], out: str | Path, specialists: dict | None = None) -> dict:
     """`summarize` the folders into `<out>/summary.json` with its two figures: scores (with the
-    specialists' where given: {label: (run folders, report folder name)}) and learning curves."""
+    specialists' where given: {label: [evaluation report folders]}, each cut to the episodes the
+    generalists played per task and seed) and learning curves."""
     from gato_min.files import atomic_write_json
 
     out = Path(out)
     summary = summarize(folders)
     tables = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
-    for label, (runs, report) in (specialists or {}).items():
-        summary.setdefault("specialists", {})[label] = score_table(specialist_scores(runs, report)) | {
-            "runs": [str(r) for r in runs],
-            "report": report,
+    episodes = min(len(v) for v in run_scores(folders[0]).values())
+    for label, reports in (specialists or {}).items():
+        summary.setdefault("specialists", {})[label] = score_table(specialist_scores(reports, episodes)) | {
+            "reports": [str(r) for r in reports],
+            "episodes_per_report": episodes,
         }
         tables[label] = summary["specialists"][label]
     plot_score_bars(tables, out / "scores.png", "one set of weights vs one network per task")
