@@ -117,8 +117,8 @@ for task, weight, share, seen in zip(GENERALIST_TASKS, weights, shares, drawn):
     print(f"{task:12s} {weight:7.2f} {share:7.3f} {seen:7.3f} {share * settings.batch_size:10.1f} "
           f"{steps:4d} steps, {tokens:3d} tok")
 assert np.allclose(shares, weights / weights.sum()) and np.allclose(drawn, shares, atol=0.005)
-print(f"\n{GatoModel(config).num_parameters():,} parameters; {settings.steps:,} steps of {settings.batch_size} windows, "
-      f"peak rate {settings.lr:g}")
+print(f"\n{GatoModel(config).num_parameters():,} parameters; {settings.steps:,} steps of "
+      f"{settings.batch_size} windows, peak rate {settings.lr:g}")
 
 # %% [markdown]
 # A few choices the paper leaves open, and how this recipe made them (each is in the docstring of
@@ -130,8 +130,8 @@ print(f"\n{GatoModel(config).num_parameters():,} parameters; {settings.steps:,} 
 # * **One model.** Two layers of width 96 (the Walker2d specialist's width), a 16-channel patch
 #   block (the Atari recipe), a peak rate of 1e-3, between the MuJoCo recipe's 2e-3 and the
 #   Atari recipe's 5e-4.
-# * **Equal compute.** 7,000 steps take about as long on 2 cores as the five specialists took
-#   together (310 + 210 + 307 + 726 + 941 s = 2,494 s, their stored `demo.json`).
+# * **Equal compute.** 7,000 steps take about as long on 2 cores as the five specialists of one
+#   training seed took together (computed below from their stored `demo.json`).
 #
 # ## Training: what the loss says per domain
 #
@@ -143,11 +143,14 @@ print(f"\n{GatoModel(config).num_parameters():,} parameters; {settings.steps:,} 
 RUNS = [stored_run("generalist"), stored_run("generalist-seed1")]
 SUMMARY = json.loads((stored_run("generalist-summary") / "summary.json").read_text())
 display(Image(filename=str(stored_run("generalist-summary") / "curves.png")))
-for folder in RUNS:
+SPECIALISTS = {seed: [stored_run(f"{task}-fast" + ("-seed1" if seed else "")) for task in CONTROL_TASKS]
+               for seed in (0, 1)}
+for seed, folder in enumerate(RUNS):
     result = json.loads((folder / "generalist.json").read_text())
+    specialists = sum(json.loads((run / "demo.json").read_text())["times"]["train_s"] for run in SPECIALISTS[seed])
     ratios = {t: result["heldout"][t] / result["baseline"][t] for t in GENERALIST_TASKS}
-    print(f"seed {result['seed']}: {result['times']['train_s'] / 60:.1f} min of training, held-out / marginal: "
-          + ", ".join(f"{t} {r:.2f}" for t, r in ratios.items()))
+    print(f"seed {result['seed']}: generalist {result['times']['train_s']:,.0f} s of training, its five specialists "
+          f"{specialists:,.0f} s; held-out / marginal: " + ", ".join(f"{t} {r:.2f}" for t, r in ratios.items()))
 
 # %% [markdown]
 # CURVES_READING
@@ -227,8 +230,9 @@ paper_tokens = 1_000_000 * 512 * 1024  # 1M steps of 512 sequences of 1,024 toke
 cpu_years = paper_tokens / SCALE["rows"][0]["tokens_per_s"] / 3600 / 24 / 365
 print(f"the paper's 1M steps x 512 x 1,024 tokens at this rate: {cpu_years:,.0f} years on these 2 cores")
 per_gpu = 512 // 8
-print(f"the paper's batch of 512 on 8 GPUs ({per_gpu} sequences each): about {worker_memory_gib(SCALE, per_gpu):.0f} GiB "
-      f"per GPU in float32; on 32 GPUs ({512 // 32} each): {worker_memory_gib(SCALE, 512 // 32):.0f} GiB")
+print(f"the paper's batch of 512 on 8 GPUs ({per_gpu} sequences each): about "
+      f"{worker_memory_gib(SCALE, per_gpu):.0f} GiB per GPU in float32; on 32 GPUs ({512 // 32} each): "
+      f"{worker_memory_gib(SCALE, 512 // 32):.0f} GiB")
 
 # %% [markdown]
 # SCALE_READING

@@ -22,9 +22,9 @@ Choices, each said where the paper is silent or where it departs from the specia
 * **One model for all**: two layers of width 96 (Walker2d's specialist width), a 16-channel
   patch block (the Atari recipe), an untied head, local positions for actions; the peak rate is
   1e-3, between the MuJoCo recipe's 2e-3 and the Atari recipe's 5e-4.
-* **Equal compute**: the five specialists train for 2,500 s together on 2 cores (310 + 210 +
-  307 + 726 + 941 s, their stored demo.json); `GENERALIST_STEPS` is set so that the generalist
-  trains about as long.
+* **Equal compute**: the five specialists of one training seed train for about 2,750 s together
+  on 2 cores (the train_s of their stored demo.json: 2,777 s for seed 0, 2,713 s for seed 1);
+  `GENERALIST_STEPS` is set so that the generalist trains about as long.
 """
 
 from __future__ import annotations
