@@ -22,8 +22,16 @@ from gato_min.tools.generalist import (
     generalist_config,
     generalist_settings,
     generate_text,
+    run_generalist,
 )
-from gato_min.tools.generalist_report import episode_scores, markdown_table, score_table, summarize, write_summary
+from gato_min.tools.generalist_report import (
+    episode_scores,
+    markdown_table,
+    run_scores,
+    score_table,
+    summarize,
+    write_summary,
+)
 
 
 def test_the_shared_context_holds_whole_timesteps_of_every_task():
@@ -175,3 +183,28 @@ def test_the_readme_results_table_is_the_stored_summarys(readme):
     start, end = "<!-- generalist-table -->", "<!-- /generalist-table -->"
     assert text.count(start) == 1 and text.count(end) == 1, f"{readme} has no results table between {start} {end}"
     assert text.split(start)[1].split(end)[0].strip() == markdown_table(summary)
+
+
+def test_a_small_generalist_trains_then_plays_every_task_both_ways(tmp_path):
+    out = tmp_path / "g"
+    result = run_generalist(
+        out,
+        steps=2,
+        tasks=("hopper",),
+        episodes=4,
+        processes=1,
+        eval_episodes=2,
+        gif_steps=0,
+        max_steps=5,
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    assert result["steps"] == 2 and set(result["heldout"]) == {"hopper", "text"}
+    stored = json.loads((out / "generalist.json").read_text())
+    assert stored == json.loads(json.dumps(result))
+    for evaluation in ("no-prompt", "prompted"):
+        report = json.loads((out / "run" / stored["evaluations"][evaluation]["report"] / "report.json").read_text())
+        assert [r["task"] for r in report["tasks"]] == ["hopper"] and report["tasks"][0]["episodes"] == 2
+        assert (report["prompt_tokens"] == 0) == (evaluation == "no-prompt")
+    scores = run_scores(out, "prompted")["hopper"]
+    assert len(scores) == 2 and stored["evaluations"]["prompted"]["scores"]["hopper"][0] == round(scores.mean(), 2)

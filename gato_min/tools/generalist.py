@@ -82,13 +82,18 @@ def generalist_config(size: str = "small") -> GatoConfig:
 
 
 def generalist_settings(
-    seed: int = 0, steps: int = GENERALIST_STEPS, text: bool = True, tasks: tuple[str, ...] | None = None
+    seed: int = 0,
+    steps: int = GENERALIST_STEPS,
+    text: bool = True,
+    tasks: tuple[str, ...] | None = None,
+    episodes: int | None = None,
 ) -> tuple[DataSettings, TrainSettings]:
     """The generalist's data and training settings: every control task's specialist data
     (`task_recipe`), sampled by `GENERALIST_WEIGHTS`, plus the prose corpus unless `text` is
     False; `GENERALIST_BATCH` windows a step at a peak rate of 1e-3 after 100 warm-up steps,
     cosine to a tenth; held-out losses and checkpoints every 500 steps. `tasks` picks a subset of
-    the control tasks (default: all five)."""
+    the control tasks (default: all five); `episodes` replaces every task's episode count (a quick
+    trial; default: the recipes')."""
     tasks = tuple(CONTROL_TASKS if tasks is None else tasks)
     unknown = [t for t in tasks if t not in CONTROL_TASKS]
     if unknown or not tasks:
@@ -100,7 +105,7 @@ def generalist_settings(
         tasks=tasks,
         weights=tuple(GENERALIST_WEIGHTS[t] for t in tasks),
         # text reads the corpus: its entries are placeholders the settings require per task
-        episodes=tuple(recipes[t]["episodes"] if t in recipes else 1 for t in tasks),
+        episodes=tuple((episodes or recipes[t]["episodes"]) if t in recipes else 1 for t in tasks),
         action_noise=tuple(recipes[t]["action_noise"] if t in recipes else 0.0 for t in tasks),
         record="intended",
         min_return_fraction=0.0,
@@ -166,16 +171,20 @@ def run_generalist(
     cache=None,
     progress: bool = True,
     max_steps: int | None = None,
+    tasks: tuple[str, ...] | None = None,
+    episodes: int | None = None,
 ) -> dict:
     """Train (or resume) the generalist in `<out>/run`, then play every control task
     `eval_episodes` times without and with a demonstration prompt (episodes `eval_seed`...,
     torques read as the mean of their bins, buttons sampled at temperature 1, as the specialists
-    were scored); writes `<out>/generalist.json` (stage times, held-out losses, scores)."""
+    were scored); writes `<out>/generalist.json` (stage times, held-out losses, scores). `tasks`
+    and `episodes` shrink it to a quick trial (see `generalist_settings`)."""
     if not isinstance(eval_episodes, int) or eval_episodes < 2:
         raise ValueError(f"eval_episodes must be an int >= 2 (a confidence interval needs two), got {eval_episodes!r}")
     out = Path(out)
     config = generalist_config(size)
-    data, settings = generalist_settings(seed, steps, text)
+    data, settings = generalist_settings(seed, steps, text, tasks, episodes)
+    played = [t for t in data.tasks if t != TEXT_TASK]
     times = {}
     begin = time.perf_counter()
     summary = train_processes(config, data, settings, out / "run", processes, cache=cache, progress=progress)
@@ -185,7 +194,7 @@ def run_generalist(
         begin = time.perf_counter()
         report = evaluate_run(
             out / "run",
-            list(CONTROL_TASKS),
+            played,
             episodes=eval_episodes,
             num_envs=min(eval_episodes, 20),
             seed=eval_seed,
