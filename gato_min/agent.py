@@ -42,6 +42,9 @@ How gato_min does it (`GatoAgent.rollout`):
   builder that makes training windows, so the agent acts on exactly the tokens training saw.
 * Episode i is played from `start_episode(env, spec, seed + i)`, as the collector does, and
   takes the demonstration i modulo their number as its prompt.
+* `history` caps the episode's own timesteps in the context (beyond the paper, chapter 11): with
+  `history=1` a model reads only the current observation, as a Markov expert does, and cannot
+  lean on copying its own last actions.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class GatoAgent:
         memory: str = "window",
         readout: str = "token",
         target_return: float | None = None,
+        history: int | None = None,
     ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
@@ -110,6 +114,8 @@ class GatoAgent:
             check_number("target_return", target_return)
         if prompt_tokens is not None:
             check_number("prompt_tokens", prompt_tokens, minimum=0, integer=True)
+        if history is not None:
+            check_number("history", history, minimum=1, integer=True)
         if memory not in ("window", "ring"):
             raise ValueError(f"memory must be 'window' or 'ring', got {memory!r}")
         if readout not in READOUTS:
@@ -144,6 +150,8 @@ class GatoAgent:
                 + f"), got {prompt_tokens}"
             )
         self.prompt_steps = prompt_tokens // tokens_per_timestep
+        # the tokens the agent attends over: the prompt, then at most `history` timesteps of its episode
+        self.context_length = min(context, prompt_tokens + (history or context) * tokens_per_timestep)
         if prompt_tokens and not self.prompt_steps:
             raise ValueError(
                 f"prompt_tokens={prompt_tokens} is shorter than one timestep of {task} ({tokens_per_timestep} tokens)"
@@ -187,7 +195,7 @@ class GatoAgent:
             self._prefixes = []
             for episode in self.demonstrations:
                 batch = self.prompt_batch(episode).to(self.device)
-                cache = KVCache(self.config, 1, device=self.device)
+                cache = KVCache(self.config, 1, self.context_length, device=self.device)
                 self.model.extend(batch, cache, last_only=True)
                 self._prefixes.append(cache.prefix(0))
         return self._prefixes
@@ -247,7 +255,7 @@ class GatoAgent:
         leaves (all of them, at least one step short of a full window), fed in one call."""
         per_step = self.codec.layout.tokens_per_timestep
         prompt = max((p.length for p in prefixes if p is not None), default=0)
-        keep = max(0, (self.config.context_length - prompt) // per_step // 2)
+        keep = max(0, (self.context_length - prompt) // per_step // 2)
         cache.reset()
         for row, prefix in enumerate(prefixes):
             if prefix is not None:
@@ -293,7 +301,7 @@ class GatoAgent:
         envs = [(env_fn or episode_env)(self.task, record_frames > 0 and i == 0) for i in range(num_envs)]
         prefixes = self.prefixes()
         generator = torch.Generator().manual_seed(seed)
-        cache = KVCache(self.config, num_envs, device=self.device)
+        cache = KVCache(self.config, num_envs, self.context_length, device=self.device)
         history: list[tuple[list, list, list]] = [([], [], []) for _ in range(num_envs)]  # (obs, ids, rtg)
         remaining = np.zeros(num_envs)  # the return each row still asks for (return-conditioned models)
         row_prefix: list[CachePrefix | None] = [None] * num_envs
@@ -333,7 +341,7 @@ class GatoAgent:
         bar = tqdm(total=limit and episodes * limit, desc=f"evaluate {self.task}", unit="step", disable=not progress)
         finished = 0
         step_tokens = self.codec.layout.tokens_per_timestep
-        window_steps = self.config.context_length // step_tokens
+        window_steps = self.context_length // step_tokens
         while (row_episode >= 0).any():
             active = row_episode >= 0
             if self.memory == "window" and cache.time + step_tokens - (previous is None) > cache.capacity:

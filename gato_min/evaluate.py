@@ -113,7 +113,7 @@ def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
 
 # the settings that make two reports the same evaluation; a report is only rewritten by one of the same
 _SETTINGS = tuple(
-    "run tasks episodes num_envs seed temperature memory prompt_tokens max_steps readout target_return".split()
+    "run tasks episodes num_envs seed temperature memory prompt_tokens max_steps readout target_return history".split()
 )
 
 
@@ -127,15 +127,19 @@ def default_out(
     memory: str = "window",
     readout: str = "token",
     target_return: float | None = None,
+    history: int | None = None,
 ) -> Path:
     """The report folder that says what was evaluated: `RUN/eval` for the default settings,
     else `eval` followed by the options that differ from them, in this order, e.g.
-    `eval-no-prompt-t0-seed100`, `eval-prompt48`, `eval-ring`, `eval-mean`, `eval-pong-max500`."""
+    `eval-no-prompt-t0-seed100`, `eval-prompt48`, `eval-ring`, `eval-mean`, `eval-pong-max500`,
+    `eval-no-prompt-history1-mean`."""
     parts = ["eval", *(tasks or [])]
     if prompt_tokens is not None:
         parts.append("no-prompt" if prompt_tokens == 0 else f"prompt{prompt_tokens}")
     if memory != "window":
         parts.append(memory)
+    if history is not None:
+        parts.append(f"history{history}")
     if readout != "token":
         parts.append(readout)
     if target_return is not None:
@@ -163,6 +167,7 @@ def _check_out(out: Path, settings: dict, overwrite: bool) -> None:
         "memory": stored.get("memory", "ring"),  # reports from before the choice played the ring
         "readout": stored.get("readout", "token"),
         "target_return": stored.get("target_return"),
+        "history": stored.get("history"),
     }
     changed = [
         f"{key} {stored.get(key)!r} -> {settings[key]!r}" for key in _SETTINGS if stored.get(key) != settings[key]
@@ -194,18 +199,22 @@ def evaluate_run(
     readout: str = "token",
     target_return: float | None = None,
     threads: int | None = 1,
+    history: int | None = None,
 ) -> dict:
     """Play every task of a run with prompts and write the report; returns it as a dict, with
     the report folder under "out". `memory`: how the agent keeps its context (see
     `gato_min.agent`); `readout`: how a continuous action is read from the bins ("token" or
     "mean", see `GatoAgent`); `target_return`: the return a return-conditioned model is asked for
     (default: the task's expert reference return); `threads`: torch threads while acting (see
-    `GatoAgent.rollout`). `out` defaults to `default_out(...)`, a folder named after the
+    `GatoAgent.rollout`); `history`: at most this many of the episode's timesteps in the context
+    (default: as many as fit). `out` defaults to `default_out(...)`, a folder named after the
     settings; a folder holding a report of other settings is refused unless `overwrite`."""
     given = dict(episodes=episodes, num_envs=num_envs, max_steps=max_steps, seed=seed, gif_steps=gif_steps)
-    for name, value in (given | dict(prompt_tokens=prompt_tokens)).items():  # ints: at least 1, or 0 where 0 means none
+    for name, value in (given | dict(prompt_tokens=prompt_tokens, history=history)).items():  # ints: >= 1, or 0: none
         if value is not None:
-            check_number(name, value, minimum=int(name in ("episodes", "num_envs", "max_steps")), integer=True)
+            check_number(
+                name, value, minimum=int(name in ("episodes", "num_envs", "max_steps", "history")), integer=True
+            )
     check_number("temperature", temperature, minimum=0)
     if target_return is not None:
         check_number("target_return", target_return)
@@ -217,7 +226,9 @@ def evaluate_run(
         raise ValueError(f"{run_dir} was trained on no control task; nothing to evaluate")
     if out is None:
         subset = None if tasks == all_tasks else tasks
-        out = default_out(run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory, readout, target_return)
+        out = default_out(
+            run_dir, subset, seed, prompt_tokens, temperature, max_steps, memory, readout, target_return, history
+        )
     out = Path(out)
     chosen = dict(
         run=run_dir.name,
@@ -231,6 +242,7 @@ def evaluate_run(
         max_steps=max_steps,
         readout=readout,
         target_return=target_return,
+        history=history,
     )
     _check_out(out, chosen, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +262,7 @@ def evaluate_run(
             memory=memory,
             readout=readout,
             target_return=target_return,
+            history=history,
         )
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes, threads)
         row = task_scores(task, rollout.returns)
@@ -273,6 +286,7 @@ def evaluate_run(
         "memory": memory,
         "readout": readout,
         "target_return": target_return,
+        "history": history,
         "prompt_tokens": prompt_tokens,
         "max_steps": max_steps,
         "tasks": rows,

@@ -17,7 +17,7 @@ from gato_min.data.collect import collect
 from gato_min.data.episodes import Episode
 from gato_min.data.training_set import DataSettings
 from gato_min.envs import get_task, make_env, model_observation, start_episode
-from gato_min.evaluate import evaluate_run
+from gato_min.evaluate import default_out, evaluate_run
 from gato_min.model import GatoModel, KVCache
 from gato_min.optim import TrainSettings
 from gato_min.sampling import SequenceSampler
@@ -368,3 +368,24 @@ def test_atari_episodes_start_like_the_collected_data():
     first = model_observation(spec, start_episode(env, spec, 3))
     data = collect("pong", "random", 1, seed=3, num_envs=1, progress=False, max_episode_steps=2).episodes[0]
     assert np.array_equal(first, data.observations[0])
+
+
+def test_a_history_cap_acts_as_a_model_with_that_short_a_context(cheetah_episodes):
+    """history=K: the agent attends over the prompt and at most K of its episode's timesteps, as
+    the same weights acting with a context of exactly that many tokens do."""
+    model, per_step = _model(TINY), 24
+    capped = GatoAgent(model, "halfcheetah", cheetah_episodes, prompt_tokens=24, history=1, temperature=1.0)
+    assert capped.context_length == 2 * per_step
+    short = _model(TINY)
+    short.config = TINY.replace(context_length=2 * per_step)  # no global positions: weights fit any context
+    same = GatoAgent(short, "halfcheetah", cheetah_episodes, prompt_tokens=24, temperature=1.0)
+    first = capped.rollout(2, num_envs=2, seed=3, max_steps=12, progress=False)
+    second = same.rollout(2, num_envs=2, seed=3, max_steps=12, progress=False)
+    assert np.array_equal(first.returns, second.returns)
+    full = GatoAgent(model, "halfcheetah", cheetah_episodes, prompt_tokens=24, temperature=1.0)
+    assert full.context_length == TINY.context_length
+    assert not np.array_equal(full.rollout(2, num_envs=2, seed=3, max_steps=12, progress=False).returns, first.returns)
+    with pytest.raises(ValueError, match="history"):
+        GatoAgent(model, "halfcheetah", None, history=0)
+    named = default_out("run", seed=1000, prompt_tokens=0, readout="mean", history=1)
+    assert named.name == "eval-no-prompt-history1-mean-seed1000"

@@ -141,6 +141,7 @@ def _evaluate(args) -> int:
         readout=args.readout,
         target_return=args.target_return,
         threads=args.threads,
+        history=args.history,
     )
     out = Path(report["out"])
     print(f"{'task':12s} {'return':>20s} {'score':>16s} {'D4RL score':>16s} {'env-steps/s':>12s}")
@@ -353,12 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="token: sample each continuous action token at --temperature (the paper); mean: the mean of "
         "the model's distribution over the bins (chapter 09)",
     )
-    p.add_argument(
-        "--target-return",
-        type=float,
-        default=None,
-        help="the return a return-conditioned run (--return-conditioning) is asked for (default: the expert's)",
-    )
+    p.add_argument("--target-return", type=float, help="return asked of a return-conditioned run (default: expert's)")
+    p.add_argument("--history", type=int, help="at most this many of the episode's own timesteps in the context")
     p.add_argument("--gif-steps", type=int, default=200, help="frames of episode 0 in the rollout GIF (0: none)")
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps")
     p.add_argument(
