@@ -58,7 +58,7 @@ GENERALIST_SIZES = {
     "large": dict(n_layer=3, d_model=128, n_head=4, d_ff=512),
 }
 GENERALIST_CONTEXT = 108  # 4 Atari timesteps of 27 tokens
-GENERALIST_STEPS = 7000  # about 2,450 s on 2 cores (0.35 s a step): the five specialists' 2,500 s
+GENERALIST_STEPS = 7000  # 2,909 s on 2 cores with data loading (0.41 s a step), as long as the specialists train
 GENERALIST_BATCH = 128
 DOMAINS = {"MuJoCo": ("halfcheetah", "hopper", "walker2d"), "Atari": ("pong", "breakout")}
 

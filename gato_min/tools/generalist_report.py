@@ -117,7 +117,7 @@ def plot_score_bars(tables: dict[str, dict], path: str | Path, title: str = "") 
         ax.bar(x, means, width, yerr=errors, color=PALETTE[i % len(PALETTE)], label=label, capsize=2)
         for xi, mean, error in zip(x, means, errors):
             ax.annotate(
-                f"{mean:.0f}",
+                f"{round(mean)}",
                 (xi, max(mean + error, 0)),
                 textcoords="offset points",
                 xytext=(0, 2),
