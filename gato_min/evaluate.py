@@ -33,7 +33,7 @@ from gato_min.data.reference import d4rl_normalized_score, normalized_score, ref
 from gato_min.data.training_set import TEXT_TASK, task_episodes
 from gato_min.envs import get_task
 from gato_min.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from gato_min.plotting import PALETTE, label_bars, save_figure, use_style
+from gato_min.plotting import PALETTE, label_bars, use_style, write_figure
 from gato_min.runs import load_model, read_data_settings
 from gato_min.settings import check_number
 from gato_min.statistics import mean_ci
@@ -105,10 +105,7 @@ def score_figure(rows: list[dict], title: str = ""):
 def plot_scores(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """`score_figure` saved as a PNG at `path` with the shared style."""
     fig, _ = score_figure(rows, title)
-    path = Path(path)
-    out = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return out
+    return write_figure(fig, path)
 
 
 # the settings that make two reports the same evaluation; a report is only rewritten by one of the same

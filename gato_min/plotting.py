@@ -68,6 +68,14 @@ def save_figure(fig, name: str, directory: str | Path | None = None) -> Path:
     return path
 
 
+def write_figure(fig, path: str | Path) -> Path:
+    """Save `fig` as the PNG file `path` (atomically, `save_figure`) and close it."""
+    path = Path(path)
+    saved = save_figure(fig, path.stem, path.parent)
+    plt.close(fig)
+    return saved
+
+
 def plot_learning_curve(rows: list[dict], out_file: str | Path) -> Path:
     """A run's training loss and held-out loss per task against steps (its metrics.jsonl rows),
     with each task's marginal baseline."""
@@ -96,10 +104,7 @@ def plot_learning_curve(rows: list[dict], out_file: str | Path) -> Path:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out_file = Path(out_file)
-    path = save_figure(fig, out_file.stem, out_file.parent)
-    plt.close(fig)
-    return path
+    return write_figure(fig, out_file)
 
 
 def label_bars(ax, means, errors, fmt: str = "{:.0f}") -> list:

@@ -68,7 +68,7 @@ from gato_min.peers import (
     play,
     train_for,
 )
-from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.plotting import PALETTE, use_style, write_figure
 from gato_min.runs import RunFolder, load_model, read_settings
 from gato_min.tools.demo import demo_config, demo_settings
 
@@ -339,10 +339,7 @@ def format_table(result: dict) -> str:
 def plot_bench_learn(result: dict, path: str | Path) -> Path:
     """`learning_speed_figure` saved as a PNG at `path`."""
     fig = learning_speed_figure(result)
-    path = Path(path)
-    saved = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return saved
+    return write_figure(fig, path)
 
 
 def learning_speed_figure(result: dict):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from gato_min.data.policies import MLPPolicy, export_policy, load_policy
 from gato_min.envs import get_task, make_env
 from gato_min.files import atomic_write_text, temporary_path
-from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.plotting import PALETTE, use_style, write_figure
 
 
 @dataclass
@@ -392,7 +392,4 @@ def plot_training_curve(
     ax.set_ylabel("return")
     ax.set_title(f"TD3 on {spec.env_id}")
     ax.legend(fontsize=8, loc="lower right")
-    path = Path(out_file)
-    saved = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return saved
+    return write_figure(fig, out_file)

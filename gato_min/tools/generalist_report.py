@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gato_min.plotting import PALETTE, save_figure, use_style
+from gato_min.plotting import PALETTE, use_style, write_figure
 from gato_min.statistics import iqm_ci, mean_ci
 from gato_min.tools.generalist import CONTROL_TASKS, DOMAINS
 
@@ -131,10 +131,7 @@ def plot_score_bars(tables: dict[str, dict], path: str | Path, title: str = "") 
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    saved = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return saved
+    return write_figure(fig, path)
 
 
 def plot_domain_curves(folders: list[str | Path], path: str | Path) -> Path:
@@ -168,10 +165,7 @@ def plot_domain_curves(folders: list[str | Path], path: str | Path) -> Path:
             ax.legend(fontsize=7)
     axes[0].set_ylabel("held-out loss / marginal baseline")
     fig.tight_layout()
-    path = Path(path)
-    saved = save_figure(fig, path.stem, path.parent)
-    plt.close(fig)
-    return saved
+    return write_figure(fig, path)
 
 
 def write_summary(folders: list[str | Path], out: str | Path, specialists: dict | None = None) -> dict:
