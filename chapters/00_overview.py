@@ -74,7 +74,7 @@ print("gato_min", gato_min.__version__)
 # | 08 scores | playing the real environments: scores, prompting, how episodes fail | `evaluate.py` |
 # | 09 learning speed | smoothed targets, the mean readout, return conditioning; a DT and an MLP as peers | `peers.py` |
 # | 10 Atari from pixels | frames as patches, buttons, scripted experts and their DART data | `data/atari_policies.py` |
-# | 11 the generalist | one set of weights for MuJoCo, Atari and text; results against the paper | `tools/generalist.py` |
+# | 11 the generalist | one set of weights for MuJoCo, Atari and text; results against the paper | `tools/` |
 #
 # Underneath all of them sits `envs.py`: the tasks (the shipped ones, and any gymnasium
 # environment you register) and their environments. What a maintainer runs — the command line,
