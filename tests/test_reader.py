@@ -144,7 +144,7 @@ def test_default_report_folders_say_what_was_evaluated(tmp_path):
     for path in reports:
         report = json.loads(path.read_text())
         settings = {key: report[key] for key in ("seed", "prompt_tokens", "temperature", "memory")}
-        settings |= {key: report[key] for key in ("readout", "target_return") if key in report}
+        settings |= {key: report[key] for key in ("readout", "target_return", "history") if key in report}
         assert default_out(path.parents[1], **settings) == path.parent
 
 
