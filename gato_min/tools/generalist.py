@@ -37,7 +37,6 @@ import torch
 
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import TEXT_TASK, DataSettings
-from gato_min.envs import get_task
 from gato_min.evaluate import evaluate_run
 from gato_min.files import atomic_write_json
 from gato_min.launch import train_processes
@@ -225,11 +224,3 @@ def run_generalist(
     }
     atomic_write_json(out / "generalist.json", result)
     return result
-
-
-def domain_of(task: str) -> str:
-    """'MuJoCo', 'Atari' or 'text'."""
-    if task == TEXT_TASK:
-        return "text"
-    family = get_task(task).family
-    return {"mujoco": "MuJoCo", "atari": "Atari"}.get(family, family)

@@ -91,8 +91,9 @@ def summarize(folders: list[str | Path]) -> dict:
         "heldout": {t: [r["heldout"][t] for r in results] for t in results[0]["heldout"]},
         "baseline": results[0]["baseline"],
     }
-    for evaluation in EVALUATIONS:
-        summary[evaluation] = score_table(pooled([run_scores(f, evaluation) for f in folders]))
+    for evaluation in EVALUATIONS:  # the reports each generalist.json names, read once
+        reports = [f / "run" / r["evaluations"][evaluation]["report"] for f, r in zip(folders, results)]
+        summary[evaluation] = score_table(pooled([episode_scores(report) for report in reports]))
     return summary
 
 
@@ -177,7 +178,7 @@ def write_summary(folders: list[str | Path], out: str | Path, specialists: dict 
     out = Path(out)
     summary = summarize(folders)
     tables = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
-    episodes = min(len(v) for v in run_scores(folders[0]).values())
+    episodes = min(row["episodes"] for row in summary["no-prompt"]["tasks"].values()) // len(folders)
     for label, reports in (specialists or {}).items():
         summary.setdefault("specialists", {})[label] = score_table(specialist_scores(reports, episodes)) | {
             "reports": [str(r) for r in reports],
