@@ -44,7 +44,9 @@ How gato_min does it (`GatoAgent.rollout`):
   takes the demonstration i modulo their number as its prompt.
 * `history` caps the episode's own timesteps in the context (beyond the paper, chapter 11): with
   `history=1` a model reads only the current observation, as a Markov expert does, and cannot
-  lean on copying its own last actions.
+  lean on copying its own last actions. A model trained on windows of K timesteps
+  (`window_timesteps`, see `gato_min.data.training_set`) acts as it trained: at most K of its
+  timesteps in view, and by default the prompt a prompted window of K had (none for K = 1).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from gato_min.distributed import torch_threads
 from gato_min.envs import model_observation, start_episode
 from gato_min.model import CachePrefix, GatoModel, KVCache
 from gato_min.render import episode_env, render_frame
+from gato_min.sampling import prompt_timesteps
 from gato_min.sequence import TokenizedEpisodes, build_batch
 from gato_min.settings import check_number
 
@@ -106,6 +109,7 @@ class GatoAgent:
         readout: str = "token",
         target_return: float | None = None,
         history: int | None = None,
+        window_timesteps: int = 0,
     ):
         if not isinstance(model, GatoModel):
             raise TypeError(f"model must be a GatoModel, got {type(model).__name__}")
@@ -116,6 +120,7 @@ class GatoAgent:
             check_number("prompt_tokens", prompt_tokens, minimum=0, integer=True)
         if history is not None:
             check_number("history", history, minimum=1, integer=True)
+        check_number("window_timesteps (0: the whole context)", window_timesteps, minimum=0, integer=True)
         if memory not in ("window", "ring"):
             raise ValueError(f"memory must be 'window' or 'ring', got {memory!r}")
         if readout not in READOUTS:
@@ -136,8 +141,11 @@ class GatoAgent:
         self.device = next(model.parameters()).device
         tokens_per_timestep = self.codec.layout.tokens_per_timestep
         context = self.config.context_length
-        if prompt_tokens is None:
+        if prompt_tokens is None and window_timesteps:  # a prompted training window's prompt
+            prompt_tokens = prompt_timesteps(window_timesteps, self.config.prompt_share) * tokens_per_timestep
+        elif prompt_tokens is None:
             prompt_tokens = context if memory == "ring" else int(self.config.prompt_share * context)
+        history = history or window_timesteps or None
         room = context - (tokens_per_timestep if memory == "window" else 0)
         if not 0 <= prompt_tokens <= room:
             raise ValueError(

@@ -2,7 +2,8 @@
 
 Built only by `gato_min.sequence.build_batch` (the one road from timesteps to tokens); acting
 feeds pieces of one (`Batch.window`) and training concatenates the batches of its tasks
-(`concat_batches`).
+(`concat_batches`; tasks with windows of different lengths go in one batch per length,
+`batches_by_length`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class Batch:
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.token_ids.shape)
+
+    @property
+    def counted_tokens(self) -> int:
+        """How many tokens the loss counts: predicted (not the first), real and in the loss mask."""
+        return int((self.loss_mask[:, 1:] & self.attention_mask[:, 1:]).sum())
 
     def window(self, start: int, stop: int) -> Batch:
         """Tokens [start, stop) of every sequence, with the image patches that fall inside."""
@@ -68,3 +74,12 @@ def concat_batches(batches: list[Batch]) -> Batch:
     fields = {k: torch.cat([getattr(b, k) for b in batches]) for k in batches[0].__dict__ if k != "patch_index"}
     fields["patch_index"] = torch.cat([b.patch_index + offset for b, offset in zip(batches, offsets.tolist())])
     return Batch(**fields)
+
+
+def batches_by_length(batches: list[Batch]) -> list[Batch]:
+    """`batches` concatenated into one batch per sequence length, in the order the lengths first
+    appear (a single length: the one batch `concat_batches` gives)."""
+    groups: dict[int, list[Batch]] = {}
+    for batch in batches:
+        groups.setdefault(batch.token_ids.shape[1], []).append(batch)
+    return [concat_batches(group) for group in groups.values()]

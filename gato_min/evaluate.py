@@ -204,8 +204,10 @@ def evaluate_run(
     "mean", see `GatoAgent`); `target_return`: the return a return-conditioned model is asked for
     (default: the task's expert reference return); `threads`: torch threads while acting (see
     `GatoAgent.rollout`); `history`: at most this many of the episode's timesteps in the context
-    (default: as many as fit). `out` defaults to `default_out(...)`, a folder named after the
-    settings; a folder holding a report of other settings is refused unless `overwrite`."""
+    (default: as many as the run's training windows held, `DataSettings.window_timesteps`, else as
+    many as fit; a task with short windows also gets their prompt length by default). `out`
+    defaults to `default_out(...)`, a folder named after the settings; a folder holding a report
+    of other settings is refused unless `overwrite`."""
     given = dict(episodes=episodes, num_envs=num_envs, max_steps=max_steps, seed=seed, gif_steps=gif_steps)
     for name, value in (given | dict(prompt_tokens=prompt_tokens, history=history)).items():  # ints: >= 1, or 0: none
         if value is not None:
@@ -260,6 +262,7 @@ def evaluate_run(
             readout=readout,
             target_return=target_return,
             history=history,
+            window_timesteps=settings.of("window_timesteps", task),
         )
         rollout = _rollout_with_frames(agent, episodes, num_envs, seed, max_steps, gif_steps, progress, notes, threads)
         row = task_scores(task, rollout.returns)
@@ -270,6 +273,7 @@ def evaluate_run(
             env_steps_per_s=round(rollout.steps_per_second, 1),
             prompt_steps=agent.prompt_steps,
             prompts=len(demonstrations),
+            context_tokens=agent.context_length,
         )
         if rollout.frames:
             row["gif"] = save_gif(rollout.frames, out / f"{task}.gif", fps=15 if spec.image_observations else 50).name

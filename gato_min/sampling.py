@@ -6,12 +6,14 @@ are the end of that episode, half a uniformly placed piece of it.
 
 How gato_min does it (`SequenceSampler`): windows start at timestep boundaries, K = L //
 tokens_per_timestep whole timesteps, the rest padded; an episode shorter than K gives a shorter,
-padded window. The sampler only draws timestep indices (numpy, no per-sample loop); the tokens
-come from `gato_min.sequence.build_batch`, the builder acting uses too. Decisions (the paper is
-silent): a prompted sequence gives `prompt_share` (half) of its K timesteps to the prompt and
-the rest to the sequence itself; the loss also counts the prompt's action tokens (they are
-logged actions of the same task); a task with a single episode prompts from that same episode;
-text streams are never prompted.
+padded window. A task may cut its windows shorter (`window_timesteps`, beyond the paper, chapter
+11): K is then that many timesteps and a window is exactly K timesteps of tokens, so that one
+network can train each task at its own length. The sampler only draws timestep indices (numpy,
+no per-sample loop); the tokens come from `gato_min.sequence.build_batch`, the builder acting
+uses too. Decisions (the paper is silent): a prompted sequence gives `prompt_share` (half) of
+its K timesteps to the prompt and the rest to the sequence itself; the loss also counts the
+prompt's action tokens (they are logged actions of the same task); a task with a single episode
+prompts from that same episode; text streams are never prompted.
 """
 
 from __future__ import annotations
@@ -22,19 +24,39 @@ from gato_min.batch import Batch
 from gato_min.sequence import TokenizedEpisodes, build_batch
 
 
+def prompt_timesteps(window_timesteps: int, prompt_share: float) -> int:
+    """How many of a prompted window's `window_timesteps` go to its prompt: the `prompt_share`,
+    rounded, leaving the sequence itself at least one (so a one-timestep window has no prompt)."""
+    return max(0, min(int(round(window_timesteps * prompt_share)), window_timesteps - 1))
+
+
 class SequenceSampler:
     """Random training windows (with prompts) of one task's tokenized episodes."""
 
-    def __init__(self, data: TokenizedEpisodes, config, seed: int = 0):
+    def __init__(self, data: TokenizedEpisodes, config, seed: int = 0, window_timesteps: int = 0):
         self.data, self.config = data, config
         self.rng = np.random.default_rng(seed)
         self.tokens_per_timestep = data.layout.tokens_per_timestep
         self.steps_per_window = config.context_length // self.tokens_per_timestep
+        name = data.name or "this task"
         if self.steps_per_window < 1:
             raise ValueError(
                 f"context_length={config.context_length} is shorter than one timestep of "
-                f"{data.name or 'this task'} ({self.tokens_per_timestep} tokens)"
+                f"{name} ({self.tokens_per_timestep} tokens)"
             )
+        if isinstance(window_timesteps, bool) or not isinstance(window_timesteps, (int, np.integer)):
+            raise ValueError(f"window_timesteps must be an int (0: as many as fit), got {window_timesteps!r}")
+        if not 0 <= window_timesteps <= self.steps_per_window:
+            raise ValueError(
+                f"window_timesteps={window_timesteps} of {name} must lie in [0, {self.steps_per_window}]: "
+                f"context_length={config.context_length} holds {self.steps_per_window} timesteps of "
+                f"{self.tokens_per_timestep} tokens (0: as many as fit)"
+            )
+        # tokens per window: the whole context, or exactly the chosen timesteps
+        self.window_length = config.context_length
+        if window_timesteps:
+            self.steps_per_window = int(window_timesteps)
+            self.window_length = self.steps_per_window * self.tokens_per_timestep
 
     def sample_windows(self, batch_size: int):
         """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
@@ -42,8 +64,7 @@ class SequenceSampler:
         data, K, rng = self.data, self.steps_per_window, self.rng
         prompted = (rng.random(batch_size) < self.config.prompt_fraction) & data.promptable
         from_end = prompted & (rng.random(batch_size) < self.config.prompt_end_fraction)
-        prompt_steps = np.where(prompted, int(round(K * self.config.prompt_share)), 0)
-        prompt_steps = np.minimum(prompt_steps, K - 1) if K > 1 else prompt_steps * 0
+        prompt_steps = np.where(prompted, prompt_timesteps(K, self.config.prompt_share), 0)
         main_steps = K - prompt_steps
         # the sequence itself: an episode (by length), a start so the window fits when it can
         episode = rng.choice(data.num_episodes, size=batch_size, p=data.lengths / data.lengths.sum())
@@ -73,7 +94,7 @@ class SequenceSampler:
         return steps, valid, prompted, from_end
 
     def sample(self, batch_size: int) -> Batch:
-        """A batch of `batch_size` windows of exactly `context_length` tokens."""
+        """A batch of `batch_size` windows of exactly `window_length` tokens."""
         return self.batch(*self.sample_windows(batch_size))
 
     def tiled_windows(self, count: int):
@@ -100,7 +121,7 @@ class SequenceSampler:
             self.data.timesteps,
             steps,
             valid,
-            self.config.context_length,
+            self.window_length,
             prompted,
             from_end,
         )

@@ -34,14 +34,15 @@ class TaskData:
     heldout: TokenizedEpisodes
     baseline_loss: float  # cross-entropy of held-out counted tokens under the training marginals
     info: dict = field(default_factory=dict)
+    window_timesteps: int = 0  # timesteps per window (0: as many as fit the context)
 
     def sampler(self, config: GatoConfig, seed, heldout: bool = False) -> SequenceSampler:
-        return SequenceSampler(self.heldout if heldout else self.train, config, seed)
+        return SequenceSampler(self.heldout if heldout else self.train, config, seed, self.window_timesteps)
 
     def heldout_batches(self, config: GatoConfig, batch_size: int, count: int) -> list[Batch]:
         """`count` batches of prompt-free held-out windows spread evenly over the held-out data
         (the same ones at every evaluation, so that evaluations compare)."""
-        sampler = SequenceSampler(self.heldout, config)
+        sampler = SequenceSampler(self.heldout, config, window_timesteps=self.window_timesteps)
         steps, valid, prompted, from_end = sampler.tiled_windows(count * batch_size)
         chunks = np.array_split(np.arange(len(steps)), -(-len(steps) // batch_size))
         return [sampler.batch(steps[c], valid[c], prompted[c], from_end[c]) for c in chunks]
@@ -86,13 +87,15 @@ def load_task_data(
 ) -> TaskData:
     """Collect (or read) a task's episodes, filter, split and tokenize them; or cut the text corpus."""
     tokenizer = Tokenizer(config)
+    window = settings.of("window_timesteps", task)
     if task == TEXT_TASK:
         stream = tokenizer.encode_text(CORPUS_FILE.read_text())
         cut = len(stream) - heldout_split(len(stream), settings.heldout_fraction)
         train = TokenizedEpisodes.from_text(stream[:cut], tokenizer, task)
         heldout = TokenizedEpisodes.from_text(stream[cut:], tokenizer, f"{task} (held out)")
         baseline = marginal_loss(train.counted_ids, heldout.counted_ids, config.vocab.size)
-        return TaskData(task, train, heldout, baseline, {"tokens": len(stream), "heldout_tokens": len(stream) - cut})
+        info = {"tokens": len(stream), "heldout_tokens": len(stream) - cut}
+        return TaskData(task, train, heldout, baseline, info, window)
     train_episodes, heldout_episodes, collected = task_episodes(task, settings, cache, progress)
     spec = get_task(task)
     train = TokenizedEpisodes(train_episodes, tokenizer, task, spec)
@@ -106,7 +109,7 @@ def load_task_data(
         "train_timesteps": int(train.lengths.sum()),
         "tokens_per_timestep": train.layout.tokens_per_timestep,
     }
-    return TaskData(task, train, heldout, baseline, info)
+    return TaskData(task, train, heldout, baseline, info, window)
 
 
 @torch.no_grad()

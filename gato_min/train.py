@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from gato_min import distributed
-from gato_min.batch import concat_batches
+from gato_min.batch import batches_by_length
 from gato_min.config import GatoConfig
 from gato_min.data.training_set import DataSettings
 from gato_min.files import atomic_save_safetensors, atomic_torch_save, atomic_write_json
@@ -84,6 +85,24 @@ def _save_checkpoint(
         atomic_save_safetensors(
             model_state, run.weights, {"step": str(step), "elapsed_s": f"{elapsed:.1f}", "format": "gato_min"} | stamp
         )
+
+
+def _accumulate(step_fn, parts: list, device, world: int) -> torch.Tensor:
+    """Gradients of the mean loss over every counted token of `parts` (batches of different window
+    lengths, one forward each), accumulated in the parameters' .grad (cleared first); under DDP
+    only the last backward synchronizes. Returns the loss (detached). A single part is exactly
+    the plain step: its loss, weighted by 1."""
+    counted = [part.counted_tokens for part in parts]
+    total = sum(counted)
+    step_fn.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=device)
+    for index, (part, count) in enumerate(zip(parts, counted)):
+        last = index == len(parts) - 1
+        with nullcontext() if last or world == 1 else step_fn.no_sync():
+            part_loss = step_fn(part.to(device)) * (count / total)
+            part_loss.backward()
+        loss += part_loss.detach()
+    return loss
 
 
 def train(
@@ -185,14 +204,12 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
         for group in optimizer.param_groups:
             group["lr"] = lr
         counts = mixer.multinomial(local_batch, weights)
-        batch = concat_batches([samplers[t].sample(int(n)) for t, n in zip(tasks, counts) if n]).to(device)
-        loss = step_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = batches_by_length([samplers[t].sample(int(n)) for t, n in zip(tasks, counts) if n])
+        loss = _accumulate(step_fn, parts, device, world)
+        window_tokens += sum(int(part.attention_mask.sum()) for part in parts)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
-        window_loss += loss.detach()
-        window_tokens += int(batch.attention_mask.sum())
+        window_loss += loss
         window_steps += 1
         bar.update(1)
 

@@ -10,6 +10,9 @@ back to find the same held-out demonstrations); `task_episodes` turns it into ep
 * filtered by return: random + f * (expert - random), f = `min_return_fraction` (0 keeps all);
 * split: the last `heldout_fraction` of the kept episodes never enter training; the agent takes
   its demonstration prompts from them.
+
+It also holds how long each task's training windows are (`window_timesteps`, beyond the paper:
+Gato fills its whole context), since evaluation must keep the same number of timesteps in view.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ class DataSettings:
     datasets: tuple[str, ...] | None = setting(
         None, "per task, a D4RL HDF5 file or Minari dataset folder to train on instead of collecting"
     )
+    window_timesteps: tuple[int, ...] | int = setting(
+        0,
+        "timesteps per training window (text: tokens); the agent keeps as many of its episode in view. "
+        "0: as many as fit the context (the paper). One number for all, or one per task",
+    )
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -71,7 +79,8 @@ class DataSettings:
             )
         if self.record not in ("played", "intended"):
             raise ValueError(f"DataSettings.record must be 'played' or 'intended', got {self.record!r}")
-        for name, integer in (("episodes", True), ("action_noise", False)):
+        per_task = (("episodes", True, 1), ("action_noise", False, 0), ("window_timesteps", True, 0))
+        for name, integer, minimum in per_task:
             value = getattr(self, name)
             if isinstance(value, tuple) and len(value) == 1:  # one number for every task
                 object.__setattr__(self, name, value := value[0])
@@ -82,7 +91,7 @@ class DataSettings:
                     "for all tasks, or one per task in the order of tasks)"
                 )
             for v in values:
-                check_number(f"DataSettings.{name}", v, minimum=1 if integer else 0, integer=integer)
+                check_number(f"DataSettings.{name}", v, minimum=minimum, integer=integer)
         if not 0 <= self.min_return_fraction <= 1 or not 0 < self.heldout_fraction < 1:
             raise ValueError("DataSettings.min_return_fraction must lie in [0, 1] and heldout_fraction in (0, 1)")
 
@@ -92,7 +101,7 @@ class DataSettings:
         return weights / weights.sum()
 
     def of(self, name: str, task: str):
-        """The per-task setting `name` ('episodes' or 'action_noise') of `task`."""
+        """The per-task setting `name` ('episodes', 'action_noise' or 'window_timesteps') of `task`."""
         value = getattr(self, name)
         return value[self.tasks.index(task)] if isinstance(value, tuple) else value
 
