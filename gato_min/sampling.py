@@ -62,9 +62,10 @@ class SequenceSampler:
         """Global timestep indices (B, K) of sampled windows, which are real, which are prompted
         and which prompts come from an episode's end."""
         data, K, rng = self.data, self.steps_per_window, self.rng
-        prompted = (rng.random(batch_size) < self.config.prompt_fraction) & data.promptable
+        share = prompt_timesteps(K, self.config.prompt_share)  # 0 for a one-timestep window: never prompted
+        prompted = (rng.random(batch_size) < self.config.prompt_fraction) & data.promptable & (share > 0)
         from_end = prompted & (rng.random(batch_size) < self.config.prompt_end_fraction)
-        prompt_steps = np.where(prompted, prompt_timesteps(K, self.config.prompt_share), 0)
+        prompt_steps = np.where(prompted, share, 0)
         main_steps = K - prompt_steps
         # the sequence itself: an episode (by length), a start so the window fits when it can
         episode = rng.choice(data.num_episodes, size=batch_size, p=data.lengths / data.lengths.sum())

@@ -389,3 +389,18 @@ def test_a_history_cap_acts_as_a_model_with_that_short_a_context(cheetah_episode
         GatoAgent(model, "halfcheetah", None, history=0)
     named = default_out("run", seed=1000, prompt_tokens=0, readout="mean", history=1)
     assert named.name == "eval-no-prompt-history1-mean-seed1000"
+
+
+def test_a_model_trained_on_short_windows_acts_with_as_much_in_view(cheetah_episodes):
+    """window_timesteps=K (the run's training windows): K of the episode's timesteps in view and,
+    by default, the prompt a prompted window of K had: none for K = 1, 2 timesteps for K = 4
+    (prompt_share 0.5); an explicit prompt_tokens or history still wins."""
+    model, per_step = _model(TINY), 24
+    one = GatoAgent(model, "halfcheetah", cheetah_episodes, window_timesteps=1)
+    assert (one.prompt_steps, one.context_length, one.demonstrations) == (0, per_step, [])
+    four = GatoAgent(model, "halfcheetah", cheetah_episodes, window_timesteps=4)
+    assert TINY.prompt_share == 0.5 and (four.prompt_steps, four.context_length) == (2, 4 * per_step)
+    chosen = GatoAgent(model, "halfcheetah", cheetah_episodes, prompt_tokens=24, history=2, window_timesteps=1)
+    assert (chosen.prompt_steps, chosen.context_length) == (1, 3 * per_step)
+    with pytest.raises(ValueError, match="window_timesteps"):
+        GatoAgent(model, "halfcheetah", None, window_timesteps=-1)

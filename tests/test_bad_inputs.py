@@ -267,6 +267,18 @@ ROWS = [
     ),
     ("data-heldout-one", lambda t, r, c: DataSettings(heldout_fraction=1.0), ValueError, "heldout_fraction in (0, 1)"),
     (
+        "data-window-negative",
+        lambda t, r, c: DataSettings(window_timesteps=-1),
+        ValueError,
+        "DataSettings.window_timesteps must be an int >= 0",
+    ),
+    (
+        "data-window-per-task",
+        lambda t, r, c: DataSettings(tasks=("hopper", "pong", "text"), window_timesteps=(1, 0)),
+        ValueError,
+        "DataSettings.window_timesteps has 2 entries for 3 tasks",
+    ),
+    (
         "data-noise-inf",
         lambda t, r, c: DataSettings(action_noise=float("inf")),
         ValueError,

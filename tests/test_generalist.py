@@ -14,7 +14,7 @@ from gato_min.sequence import TimestepLayout
 from gato_min.statistics import iqm_ci, mean_ci
 from gato_min.tokenize import Tokenizer
 from gato_min.tools.bench_scale import bench_scale, worker_memory_gib
-from gato_min.tools.cli_generalist import _specialists
+from gato_min.tools.cli_generalist import _labelled
 from gato_min.tools.demo import task_recipe
 from gato_min.tools.generalist import (
     CONTROL_TASKS,
@@ -141,6 +141,12 @@ def test_scores_pool_every_episode_of_every_seed(tmp_path):
     assert (hopper["mean"], hopper["episodes"]) == (50.0, 20)
     stored = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert stored["no-prompt"] == summary["no-prompt"]
+    # an ablation (another recipe's folders): its unprompted scores, its own column of the table
+    summary = write_summary(folders[:1], tmp_path / "out", ablations={"changed": [folders[1]]})
+    changed = summary["ablations"]["changed"]
+    assert changed["seeds"] == [1] and changed["tasks"] == summarize(folders[1:])["no-prompt"]["tasks"]
+    header = markdown_table(summary).splitlines()[0]
+    assert header == "| task | generalist, no prompt | generalist, prompted | changed |"
     assert (tmp_path / "out" / "scores.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").is_file()
 
 
@@ -152,10 +158,10 @@ def test_episode_scores_normalize_by_the_reports_references(tmp_path):
     assert score_table({"hopper": np.array([1.0, 3.0])})["domains"]["MuJoCo"]["iqm"] == 2.0
 
 
-def test_specialists_flag_names_label_report_and_runs():
-    assert _specialists(["s=a/eval,b/eval"]) == {"s": ["a/eval", "b/eval"]}
-    with pytest.raises(ValueError, match="LABEL=REPORT"):
-        _specialists(["s="])
+def test_specialists_and_ablations_flags_name_label_and_folders():
+    assert _labelled(["s=a/eval,b/eval"], "--specialists", "reports") == {"s": ["a/eval", "b/eval"]}
+    with pytest.raises(ValueError, match="--ablations takes LABEL=FOLDER"):
+        _labelled(["s="], "--ablations", "generalist folders")
 
 
 def test_the_scale_bench_measures_each_batch_in_its_own_process():
@@ -206,5 +212,7 @@ def test_a_small_generalist_trains_then_plays_every_task_both_ways(tmp_path):
         report = json.loads((out / "run" / stored["evaluations"][evaluation]["report"] / "report.json").read_text())
         assert [r["task"] for r in report["tasks"]] == ["hopper"] and report["tasks"][0]["episodes"] == 2
         assert (report["prompt_tokens"] == 0) == (evaluation == "no-prompt")
+        # trained on 1-timestep windows, Hopper acts on one timestep (15 tokens) and is never prompted
+        assert (report["tasks"][0]["context_tokens"], report["tasks"][0]["prompt_steps"]) == (15, 0)
     scores = run_scores(out, "prompted")["hopper"]
     assert len(scores) == 2 and stored["evaluations"]["prompted"]["scores"]["hopper"][0] == round(scores.mean(), 2)

@@ -12,7 +12,7 @@ from gato_min.data.episodes import Episode
 from gato_min.embed import GatoEmbedding, PatchResNetBlock
 from gato_min.envs import get_task
 from gato_min.positions import LocalPositionEncoding, PatchPositionEncoding, patch_intervals
-from gato_min.sampling import SequenceSampler
+from gato_min.sampling import SequenceSampler, prompt_timesteps
 from gato_min.sequence import (
     ACTION,
     CONTINUOUS,
@@ -666,3 +666,29 @@ def test_action_ids_are_int32_that_the_marginal_baseline_can_count():
     for data in (TokenizedEpisodes(atari_episodes(), TOKENIZER), TokenizedEpisodes(mujoco_episodes(), TOKENIZER)):
         assert data.action_ids.dtype == np.int32 and data.counted_ids.dtype == np.int32
         assert np.bincount(data.counted_ids.reshape(-1)).sum() == data.action_ids.size
+
+
+def test_a_task_can_cut_its_windows_to_k_timesteps():
+    """window_timesteps=K: windows of exactly K timesteps (K x tokens_per_timestep tokens, no
+    padding past them); a 1-timestep window is never prompted, a 4-timestep one gives its prompt
+    round(4 x prompt_share) = 2 timesteps, as a full window's share would."""
+    data = TokenizedEpisodes(mujoco_episodes(), TOKENIZER, "m")  # 8 tokens a timestep
+    tpt, config = data.layout.tokens_per_timestep, CONFIG.replace(context_length=200, prompt_fraction=1.0)
+    one = SequenceSampler(data, config, seed=0, window_timesteps=1)
+    steps, valid, prompted, _ = one.sample_windows(500)
+    assert steps.shape == (500, 1) and valid.all() and not prompted.any() and one.window_length == tpt
+    batch = one.sample(16)
+    assert batch.token_ids.shape == (16, tpt) and batch.attention_mask.all()
+    assert np.all(batch.token_kinds.numpy() == data.layout.kinds())
+    four = SequenceSampler(data, config, seed=0, window_timesteps=4)
+    steps, valid, prompted, _ = four.sample_windows(500)
+    assert steps.shape == (500, 4) and prompted.all()
+    episode_of = np.searchsorted(data.starts, steps, side="right") - 1
+    assert np.all(episode_of[:, 0] == episode_of[:, 1]) and np.all(episode_of[:, 1] != episode_of[:, 2])
+    assert prompt_timesteps(4, config.prompt_share) == 2 and prompt_timesteps(1, config.prompt_share) == 0
+    assert four.sample(3).token_ids.shape == (3, 4 * tpt)
+    # 0 is the paper's window: the whole context
+    assert SequenceSampler(data, config, window_timesteps=0).sample(2).token_ids.shape == (2, 200)
+    for bad in (26, -1, 1.5, True):  # 200 tokens hold 25 timesteps of 8
+        with pytest.raises(ValueError, match="window_timesteps"):
+            SequenceSampler(data, config, window_timesteps=bad)

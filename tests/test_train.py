@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from gato_min.batch import batches_by_length
 from gato_min.config import GatoConfig
 from gato_min.data.collect import load_or_collect
+from gato_min.data.episodes import Episode
 from gato_min.data.training_set import DataSettings
+from gato_min.envs import get_task
 from gato_min.launch import train_processes
-from gato_min.model import GatoModel
+from gato_min.model import GatoModel, LossModule
 from gato_min.optim import TrainSettings, learning_rate, parameter_groups
 from gato_min.runs import RunFolder, load_model, read_data_settings, read_settings
 from gato_min.sampling import SequenceSampler
@@ -27,7 +30,7 @@ from gato_min.sequence import TokenizedEpisodes
 from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
 from gato_min.tokenize import Tokenizer
 from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
-from gato_min.train import train
+from gato_min.train import _accumulate, train
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 # random-policy HalfCheetah data: 4 episodes, no return filter (random play never reaches the expert)
@@ -282,12 +285,12 @@ SCRIPT = textwrap.dedent("""
     from gato_min.config import GatoConfig
     from gato_min.data.training_set import DataSettings
     from gato_min.optim import TrainSettings
-    from gato_min.train import train
+    from gato_min.train import _accumulate, train
     out, cache, dump = sys.argv[1:4]
     torch.set_num_threads(1)
     config = GatoConfig.from_preset("cpu-tiny", context_length=96)
-    data = DataSettings(tasks=("halfcheetah",), tier="random", episodes=4, min_return_fraction=0.0,
-                        heldout_fraction=0.25)
+    data = DataSettings(tasks=("halfcheetah", "text"), tier="random", episodes=4, min_return_fraction=0.0,
+                        heldout_fraction=0.25, window_timesteps=(1, 0))
     settings = TrainSettings(steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6,
                              eval_batches=1)
     result = train(config, data, settings, out, cache=cache, progress=False)
@@ -296,6 +299,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, cache):
+    """Two workers (torchrun, or train_processes) end with the same weights and losses; the tasks
+    have windows of two lengths, so a worker's step is one or two forwards (DDP syncs on the last)."""
     script = tmp_path / "run_ddp.py"
     script.write_text(SCRIPT)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -330,7 +335,7 @@ def test_two_processes_under_torchrun_or_train_processes_make_one_run(tmp_path, 
     assert any(not torch.equal(fresh[name], rank0[name]) for name in rank0)  # it trained
 
     # train_processes spawns the same two workers itself: the same run, step for step, and it resumes
-    data = _data(heldout_fraction=0.25)
+    data = _data(heldout_fraction=0.25, tasks=("halfcheetah", "text"), window_timesteps=(1, 0))
     settings = TrainSettings(
         steps=6, batch_size=4, warmup_steps=2, log_every=2, eval_every=6, checkpoint_every=6, eval_batches=1
     )
@@ -454,3 +459,31 @@ def test_bench_pixels_takes_an_atari_step_and_an_acting_step_apart():
     act = bench_pixel_acting(config, "pong", num_envs=2, steps=6)
     assert act["env_steps"] == 12 and {"emulator step", "model (with the cache)"} <= set(act["spent"])
     assert 0 < sum(act["spent"].values()) <= act["seconds"]
+
+
+def test_windows_of_different_lengths_train_as_one_mean_over_their_tokens():
+    """A step over tasks with windows of different lengths runs one forward per length and
+    weights each by its counted tokens: the gradient is that of the mean loss over every counted
+    token, as one batch would give; a single length is exactly the plain step."""
+    rng = np.random.default_rng(0)
+    episodes = [
+        Episode(rng.normal(size=(n, 17)), rng.uniform(-1, 1, size=(n, 6)), rng.normal(size=n), True) for n in (30, 20)
+    ]
+    data = TokenizedEpisodes(episodes, Tokenizer(CONFIG), "halfcheetah", get_task("halfcheetah"))
+    torch.manual_seed(0)
+    model = GatoModel(CONFIG)
+    step_fn = LossModule(model)
+    one = SequenceSampler(data, CONFIG, seed=1, window_timesteps=1).sample(5)
+    full = SequenceSampler(data, CONFIG, seed=2).sample(3)
+    parts = batches_by_length([one, full, SequenceSampler(data, CONFIG, seed=3, window_timesteps=1).sample(2)])
+    assert [p.token_ids.shape for p in parts] == [(7, 24), (3, 96)]
+    loss = _accumulate(step_fn, parts, "cpu", 1)
+    accumulated = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    losses = torch.cat([model.token_losses(p)[0] for p in parts])
+    losses.mean().backward()
+    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert accumulated.keys() == expected.keys() and torch.allclose(loss, losses.mean().detach(), atol=1e-6)
+    for name, grad in expected.items():
+        assert torch.allclose(accumulated[name], grad, atol=1e-6), name
+    assert torch.equal(_accumulate(step_fn, [full], "cpu", 1), model.loss(full).detach())

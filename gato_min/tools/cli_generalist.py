@@ -34,19 +34,24 @@ def _generalist(args) -> int:
     return 0
 
 
-def _specialists(pairs: list[str] | None) -> dict:
-    """--specialists LABEL=REPORT,REPORT,... into {label: [report folders]}."""
+def _labelled(pairs: list[str] | None, flag: str, what: str) -> dict:
+    """--specialists / --ablations LABEL=FOLDER,FOLDER,... into {label: [folders]}."""
     found = {}
     for pair in pairs or []:
-        label, _, reports = pair.partition("=")
-        if not label or not reports:
-            raise ValueError(f"--specialists takes LABEL=REPORT,REPORT,... (evaluation report folders), got {pair!r}")
-        found[label] = reports.split(",")
+        label, _, folders = pair.partition("=")
+        if not label or not folders:
+            raise ValueError(f"{flag} takes LABEL=FOLDER,FOLDER,... ({what}), got {pair!r}")
+        found[label] = folders.split(",")
     return found
 
 
 def _generalist_report(args) -> int:
-    summary = write_summary(args.runs, args.out, _specialists(args.specialists))
+    summary = write_summary(
+        args.runs,
+        args.out,
+        _labelled(args.specialists, "--specialists", "evaluation report folders"),
+        _labelled(args.ablations, "--ablations", "generalist folders"),
+    )
     print(json.dumps({k: summary[k] for k in ("seeds", "train_s", *EVALUATIONS)}, indent=1))
     print(f"-> {args.out}/summary.json, scores.png, curves.png")
     return 0
@@ -84,5 +89,11 @@ def add_generalist_commands(sub, common: argparse.ArgumentParser) -> None:
         help="LABEL=REPORT,REPORT,... evaluation reports of specialists to compare (each cut to the episodes the "
         "generalists played), e.g. specialists=results/hopper-fast/eval-no-prompt-mean-seed1000,"
         "results/pong-fast/eval-no-prompt-seed1000",
+    )
+    p.add_argument(
+        "--ablations",
+        nargs="*",
+        help="LABEL=FOLDER,FOLDER,... generalist folders of a changed recipe (training seeds), shown with their "
+        "unprompted scores, e.g. 'without text=results/generalist-notext'",
     )
     p.set_defaults(func=_generalist_report)

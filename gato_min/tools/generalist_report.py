@@ -169,15 +169,23 @@ def plot_domain_curves(folders: list[str | Path], path: str | Path) -> Path:
     return write_figure(fig, path)
 
 
-def write_summary(folders: list[str | Path], out: str | Path, specialists: dict | None = None) -> dict:
+def write_summary(
+    folders: list[str | Path], out: str | Path, specialists: dict | None = None, ablations: dict | None = None
+) -> dict:
     """`summarize` the folders into `<out>/summary.json` with its two figures: scores (with the
     specialists' where given: {label: [evaluation report folders]}, each cut to the episodes the
-    generalists played per task and seed) and learning curves."""
+    generalists played per task and seed; and the ablations': {label: [generalist folders]}, their
+    unprompted scores) and learning curves."""
     from gato_min.files import atomic_write_json
 
     out = Path(out)
     summary = summarize(folders)
     tables = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
+    for label, ablation in (ablations or {}).items():
+        figures = summarize(ablation)
+        kept = ("runs", "seeds", "size", "text", "parameters", "steps", "train_s", "heldout")
+        summary.setdefault("ablations", {})[label] = {k: figures[k] for k in kept} | figures["no-prompt"]
+        tables[label] = summary["ablations"][label]
     episodes = min(row["episodes"] for row in summary["no-prompt"]["tasks"].values()) // len(folders)
     for label, reports in (specialists or {}).items():
         summary.setdefault("specialists", {})[label] = score_table(specialist_scores(reports, episodes)) | {
@@ -198,10 +206,10 @@ def _cell(row: dict | None) -> str:
 def markdown_table(summary: dict) -> str:
     """The results table of the READMEs and the chapter, from a stored summary: one row per task
     (mean ± 95 % CI of the normalized score) and per domain (IQM [95 % bootstrap interval]), one
-    column per evaluation and per specialist set. tests/test_generalist.py checks that both
-    READMEs hold exactly this table for the stored summary."""
+    column per evaluation, per ablation (unprompted) and per specialist set. tests/test_generalist.py
+    checks that both READMEs hold exactly this table for the stored summary."""
     columns = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
-    columns |= summary.get("specialists", {})
+    columns |= summary.get("ablations", {}) | summary.get("specialists", {})
     lines = [
         "| task | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
