@@ -87,7 +87,7 @@ def _save_checkpoint(
         )
 
 
-def _accumulate(step_fn, parts: list, device, world: int) -> torch.Tensor:
+def accumulate_gradients(step_fn, parts: list, device, world: int) -> torch.Tensor:
     """Gradients of the mean loss over every counted token of `parts` (batches of different window
     lengths, one forward each), accumulated in the parameters' .grad (cleared first); under DDP
     only the last backward synchronizes. Returns the loss (detached). A single part is exactly
@@ -205,7 +205,7 @@ def _train(config, data, settings, run, cache, device, progress, stop_after, ran
             group["lr"] = lr
         counts = mixer.multinomial(local_batch, weights)
         parts = batches_by_length([samplers[t].sample(int(n)) for t, n in zip(tasks, counts) if n])
-        loss = _accumulate(step_fn, parts, device, world)
+        loss = accumulate_gradients(step_fn, parts, device, world)
         window_tokens += sum(int(part.attention_mask.sum()) for part in parts)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()

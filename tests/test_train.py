@@ -30,7 +30,7 @@ from gato_min.sequence import TokenizedEpisodes
 from gato_min.task_data import action_dimension_losses, heldout_losses, load_task_data, marginal_loss
 from gato_min.tokenize import Tokenizer
 from gato_min.tools.benchmarks import _gpt2_for, bench_processes, bench_train, train_flops_per_step
-from gato_min.train import _accumulate, train
+from gato_min.train import accumulate_gradients, train
 
 CONFIG = GatoConfig.from_preset("cpu-tiny", context_length=96)
 # random-policy HalfCheetah data: 4 episodes, no return filter (random play never reaches the expert)
@@ -285,7 +285,7 @@ SCRIPT = textwrap.dedent("""
     from gato_min.config import GatoConfig
     from gato_min.data.training_set import DataSettings
     from gato_min.optim import TrainSettings
-    from gato_min.train import _accumulate, train
+    from gato_min.train import train
     out, cache, dump = sys.argv[1:4]
     torch.set_num_threads(1)
     config = GatoConfig.from_preset("cpu-tiny", context_length=96)
@@ -477,7 +477,7 @@ def test_windows_of_different_lengths_train_as_one_mean_over_their_tokens():
     full = SequenceSampler(data, CONFIG, seed=2).sample(3)
     parts = batches_by_length([one, full, SequenceSampler(data, CONFIG, seed=3, window_timesteps=1).sample(2)])
     assert [p.token_ids.shape for p in parts] == [(7, 24), (3, 96)]
-    loss = _accumulate(step_fn, parts, "cpu", 1)
+    loss = accumulate_gradients(step_fn, parts, "cpu", 1)
     accumulated = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     losses = torch.cat([model.token_losses(p)[0] for p in parts])
@@ -486,4 +486,4 @@ def test_windows_of_different_lengths_train_as_one_mean_over_their_tokens():
     assert accumulated.keys() == expected.keys() and torch.allclose(loss, losses.mean().detach(), atol=1e-6)
     for name, grad in expected.items():
         assert torch.allclose(accumulated[name], grad, atol=1e-6), name
-    assert torch.equal(_accumulate(step_fn, [full], "cpu", 1), model.loss(full).detach())
+    assert torch.equal(accumulate_gradients(step_fn, [full], "cpu", 1), model.loss(full).detach())

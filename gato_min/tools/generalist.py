@@ -11,20 +11,26 @@ task's rows drawn by its sampling weight (`GENERALIST_WEIGHTS`).
 
 Choices, each said where the paper is silent or where it departs from the specialists:
 
-* **One context for all.** Gato fills 1,024 tokens with as many whole timesteps as fit. Here a
-  window is 108 tokens: 4 Atari timesteps (27 tokens each, the Atari recipe's window), and then
-  4 timesteps of HalfCheetah or Walker2d (24 tokens each) and 7 of Hopper (15). The MuJoCo
-  specialists train on windows of one timestep; how much the longer, correlated windows cost
-  them is one of the figures this run measures (chapter 11).
+* **A window per task** (`GENERALIST_WINDOWS`, `DataSettings.window_timesteps`). Gato fills
+  1,024 tokens with as many whole timesteps as fit. Here the context is 108 tokens: 4 Atari
+  timesteps of 27 tokens (the Atari recipe's window: one frame shows no ball direction), a text
+  window of 108 pieces, but one timestep of a body (24 tokens, Hopper 15), as its specialist
+  trains. A first generalist filled the 108 tokens for the bodies too (4 timesteps, Hopper 7) and
+  scored 7, 20 and 33 on them: with its own last torques in view, a body's model learns to copy
+  them (chapter 11, `results/generalist-shared-window`). The training loop runs each window
+  length as its own micro-batch, and the agent acts with as many timesteps in view.
 * **The data of the specialists**: each task's episodes are exactly those of its specialist
   (`demo.task_recipe`: 500 DART episodes per body, Walker2d 1,000 noisier ones, 40 Atari games
   at epsilon 0.2), so a generalist and the specialists differ only in the network and its mix.
 * **One model for all**: two layers of width 96 (Walker2d's specialist width), a 16-channel
   patch block (the Atari recipe), an untied head, local positions for actions; the peak rate is
-  1e-3, between the MuJoCo recipe's 2e-3 and the Atari recipe's 5e-4.
-* **Equal compute**: the five specialists of one training seed train for about 2,750 s together
-  on 2 cores (the train_s of their stored demo.json: 2,777 s for seed 0, 2,713 s for seed 1);
-  `GENERALIST_STEPS` is set so that the generalist trains about as long.
+  1.5e-3, between the MuJoCo recipe's 2e-3 and the Atari recipe's 5e-4.
+* **The mix**: 320 windows a step, about 263 of the bodies (cheap: one timestep each), 54 of
+  Atari and 3 of text. The bodies' rows are three times the first generalist's weights, since a
+  one-timestep window carries a quarter of the action labels of a four-timestep one.
+* **Compute**: the five specialists of one training seed train for about 2,750 s together on 2
+  cores (the train_s of their stored demo.json: 2,777 s for seed 0, 2,713 s for seed 1); the
+  generalist's `GENERALIST_STEPS` take less (chapter 11 states both).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ CONTROL_TASKS = ("halfcheetah", "hopper", "walker2d", "pong", "breakout")
 GENERALIST_TASKS = (*CONTROL_TASKS, TEXT_TASK)
 # rows of a batch per task, relative: Walker2d is the hardest body (its specialist needs more and
 # noisier data), Hopper the easiest. The prose corpus is small (4,046 pieces, 405 of them held out):
-# at 0.1 (about 2 rows of 128, 250 pieces a step) a run still passes over it about 500 times, so its
+# at 0.1 (about 3 rows of 320, 290 pieces a step) a run passes over it hundreds of times, so its
 # held-out text loss shows where memorizing starts (chapter 11)
 GENERALIST_WEIGHTS = {"halfcheetah": 3.0, "hopper": 2.25, "walker2d": 4.5, "pong": 1.0, "breakout": 1.0, "text": 0.1}
 # timesteps per training window (0: as many as fit the context): a MuJoCo expert is Markov, and with
