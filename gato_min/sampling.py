@@ -22,6 +22,7 @@ import numpy as np
 
 from gato_min.batch import Batch
 from gato_min.sequence import TokenizedEpisodes, build_batch
+from gato_min.settings import check_number
 
 
 def prompt_timesteps(window_timesteps: int, prompt_share: float) -> int:
@@ -44,8 +45,7 @@ class SequenceSampler:
                 f"context_length={config.context_length} is shorter than one timestep of "
                 f"{name} ({self.tokens_per_timestep} tokens)"
             )
-        if isinstance(window_timesteps, bool) or not isinstance(window_timesteps, (int, np.integer)):
-            raise ValueError(f"window_timesteps must be an int (0: as many as fit), got {window_timesteps!r}")
+        check_number("window_timesteps (0: as many as fit)", window_timesteps, minimum=0, integer=True)
         if not 0 <= window_timesteps <= self.steps_per_window:
             raise ValueError(
                 f"window_timesteps={window_timesteps} of {name} must lie in [0, {self.steps_per_window}]: "
