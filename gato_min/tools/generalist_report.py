@@ -108,7 +108,7 @@ def specialist_scores(report_dirs: list[str | Path], episodes: int | None = None
 def plot_score_bars(tables: dict[str, dict], path: str | Path, title: str = "") -> Path:
     """Grouped bars: each control task's mean score (95 % CI) under each labelled table."""
     use_style()
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(tables)), 3.6))  # wider as the bars get thinner
     width = 0.8 / len(tables)
     for i, (label, table) in enumerate(tables.items()):
         tasks = [t for t in CONTROL_TASKS if t in table["tasks"]]
@@ -124,7 +124,7 @@ def plot_score_bars(tables: dict[str, dict], path: str | Path, title: str = "") 
                 xytext=(0, 2),
                 ha="center",
                 va="bottom",
-                fontsize=7,
+                fontsize=7 if len(tables) <= 4 else 6,
             )
     ax.set_xticks(range(len(CONTROL_TASKS)), CONTROL_TASKS)
     ax.axhline(100, color="grey", lw=0.8, ls="--")
@@ -183,7 +183,7 @@ def write_summary(
     tables = {"generalist, no prompt": summary["no-prompt"], "generalist, prompted": summary["prompted"]}
     for label, ablation in (ablations or {}).items():
         figures = summarize(ablation)
-        kept = ("runs", "seeds", "size", "text", "parameters", "steps", "train_s", "heldout")
+        kept = ("runs", "seeds", "size", "text", "parameters", "steps", "train_s", "heldout", "baseline")
         summary.setdefault("ablations", {})[label] = {k: figures[k] for k in kept} | figures["no-prompt"]
         tables[label] = summary["ablations"][label]
     episodes = min(row["episodes"] for row in summary["no-prompt"]["tasks"].values()) // len(folders)
