@@ -145,7 +145,8 @@ def test_scores_pool_every_episode_of_every_seed(tmp_path):
     summary = write_summary(folders[:1], tmp_path / "out", ablations={"changed": [folders[1]]})
     changed = summary["ablations"]["changed"]
     assert changed["seeds"] == [1] and changed["tasks"] == summarize(folders[1:])["no-prompt"]["tasks"]
-    assert changed["heldout"] == {"hopper": [0.5], "text": [2.0]} and changed["baseline"] == {"hopper": 1.0, "text": 4.0}
+    assert changed["heldout"] == {"hopper": [0.5], "text": [2.0]}
+    assert changed["baseline"] == {"hopper": 1.0, "text": 4.0}
     header = markdown_table(summary).splitlines()[0]
     assert header == "| task | generalist, no prompt | generalist, prompted | changed |"
     assert (tmp_path / "out" / "scores.png").stat().st_size > 0 and (tmp_path / "out" / "curves.png").is_file()
