@@ -41,7 +41,8 @@ def test_the_shared_context_holds_whole_timesteps_of_every_task():
     for task in CONTROL_TASKS:
         per_step = TimestepLayout.for_task(get_task(task)).tokens_per_timestep
         assert config.context_length // per_step >= 4, task
-    assert GatoModel(generalist_config("large")).num_parameters() > GatoModel(config).num_parameters()
+    small, large = (GatoModel(generalist_config(size)).num_parameters() for size in ("small", "large"))
+    assert large > small and GatoModel(config).num_parameters() == large  # the recipe's default is the larger size
     with pytest.raises(ValueError, match="size"):
         generalist_config("huge")
 
@@ -181,6 +182,16 @@ def test_the_scale_bench_measures_each_batch_in_its_own_process():
             bench_scale(**({"preset": "cpu-tiny"} | bad))
     with pytest.raises(ValueError, match="sequences_per_worker"):
         worker_memory_gib(result, 0)
+
+
+def test_the_table_writes_a_score_that_rounds_to_zero_without_a_sign():
+    table = {
+        "tasks": {"pong": {"mean": -0.04, "ci95": 0.5}},
+        "domains": {"Atari": {"iqm": -0.04, "low": -0.31, "high": 0.4}},
+    }
+    text = markdown_table({"no-prompt": table, "prompted": table})
+    assert "| pong | 0.0 ± 0.5 | 0.0 ± 0.5 |" in text and "| **Atari IQM** | 0.0 [-0.3, 0.4] |" in text
+    assert "-0.0" not in text
 
 
 @pytest.mark.parametrize("readme", ["README.md", "README_zh.md"])

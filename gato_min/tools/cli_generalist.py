@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gato_min.tools.generalist import GENERALIST_SIZES, GENERALIST_STEPS, run_generalist
+from gato_min.tools.generalist import GENERALIST_SIZE, GENERALIST_SIZES, GENERALIST_STEPS, run_generalist
 from gato_min.tools.generalist_report import EVALUATIONS, write_summary
 
 
@@ -67,7 +67,9 @@ def add_generalist_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/generalist", help="folder: run/ (the training run) and generalist.json")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--steps", type=int, default=GENERALIST_STEPS, help="optimizer steps")
-    p.add_argument("--size", choices=sorted(GENERALIST_SIZES), default="small", help="model size")
+    p.add_argument(
+        "--size", choices=sorted(GENERALIST_SIZES), default=GENERALIST_SIZE, help="model size (GENERALIST_SIZES)"
+    )
     p.add_argument("--no-text", action="store_true", help="leave the text task out (an ablation)")
     p.add_argument("--processes", type=int, default=2, help="single-threaded data-parallel training workers")
     p.add_argument("--eval-episodes", type=int, default=20, help="episodes per task and evaluation")

@@ -199,8 +199,14 @@ def write_summary(
     return summary
 
 
+def _one_decimal(value: float) -> str:
+    """`value` to one decimal, without the sign of a negative that rounds to zero ("-0.0")."""
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
 def _cell(row: dict | None) -> str:
-    return "-" if row is None else f"{row['mean']:.1f} ± {row['ci95']:.1f}"
+    return "-" if row is None else f"{_one_decimal(row['mean'])} ± {row['ci95']:.1f}"
 
 
 def markdown_table(summary: dict) -> str:
@@ -220,6 +226,7 @@ def markdown_table(summary: dict) -> str:
         cells = []
         for table in columns.values():
             row = table["domains"].get(domain)
-            cells.append("-" if row is None else f"{row['iqm']:.1f} [{row['low']:.1f}, {row['high']:.1f}]")
+            iqm, low, high = (_one_decimal(row[key]) for key in ("iqm", "low", "high")) if row else ("",) * 3
+            cells.append(f"{iqm} [{low}, {high}]" if row else "-")
         lines.append(f"| **{domain} IQM** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
