@@ -285,8 +285,8 @@ for folder in RUNS:
 
 # %% [markdown]
 # * **The most likely bin spares seed 1's early falls** (none by step 25) and lifts its Hopper
-#   from 68 to 80, but costs every other score 13 to 45 points: the mean of the bins stays the
-#   better readout, as chapter 09 found for the specialists.
+#   from 68 to 80, but costs every other body score 13 to 45 points: the mean of the bins stays
+#   the better readout, as chapter 09 found for the specialists.
 # * So what keeps the pooled Hopper under 85 is narrow: a few starts in which the push-off's
 #   torque lands on the wrong side of the tilt bound. The push-off is an episode's first 20 or
 #   so steps, a small share of the training windows; giving those steps more weight is the next
