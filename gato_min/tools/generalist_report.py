@@ -209,6 +209,13 @@ def _cell(row: dict | None) -> str:
     return "-" if row is None else f"{_one_decimal(row['mean'])} ± {row['ci95']:.1f}"
 
 
+def _interval(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    iqm, low, high = (_one_decimal(row[key]) for key in ("iqm", "low", "high"))
+    return f"{iqm} [{low}, {high}]"
+
+
 def markdown_table(summary: dict) -> str:
     """The results table of the READMEs and the chapter, from a stored summary: one row per task
     (mean ± 95 % CI of the normalized score) and per domain (IQM [95 % bootstrap interval]), one
@@ -223,10 +230,6 @@ def markdown_table(summary: dict) -> str:
     for task in CONTROL_TASKS:
         lines.append(f"| {task} | " + " | ".join(_cell(c["tasks"].get(task)) for c in columns.values()) + " |")
     for domain in DOMAINS:
-        cells = []
-        for table in columns.values():
-            row = table["domains"].get(domain)
-            iqm, low, high = (_one_decimal(row[key]) for key in ("iqm", "low", "high")) if row else ("",) * 3
-            cells.append(f"{iqm} [{low}, {high}]" if row else "-")
+        cells = [_interval(table["domains"].get(domain)) for table in columns.values()]
         lines.append(f"| **{domain} IQM** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
